@@ -1,0 +1,142 @@
+"""Run a DCSC model on any image tensor: colour handling, padding, tiling, device, precision.
+
+Every entry point (transform, frame filter, pipelines, benchmarks) goes through
+:class:`Engine`, so colour conversion, clamping, tiling and model loading live only here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .colour import rgb_to_ycbcr, ycbcr_to_rgb
+from .model import DCSC
+from .zoo import load_model
+
+MIN_SIZE = 8
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_image_tensor(x: torch.Tensor) -> None:
+    """Raise a clear error unless ``x`` is a float ``(N, C, H, W)`` image with C in {1, 3}."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a float tensor in [0, 1], got dtype {x.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"expected shape (N, C, H, W), got {tuple(x.shape)}")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"expected 1 (gray/Y) or 3 (RGB) channels, got {x.shape[1]}")
+    if min(x.shape[-2:]) < MIN_SIZE:
+        raise ValueError(f"image {x.shape[-1]}x{x.shape[-2]} is smaller than the "
+                         f"{MIN_SIZE}x{MIN_SIZE} minimum (one JPEG block)")
+
+
+class Engine:
+    """De-block float images ``(N, C, H, W)`` in [0, 1] with a DCSC model.
+
+    A Y model on RGB input restores Y in the model's YCbCr convention and keeps Cb/Cr; an RGB
+    model on gray input sees the gray replicated and returns the channel mean. Frames larger
+    than ``tile`` are processed in tiles whose overlap covers the receptive field, so the
+    result equals whole-frame inference (up to float rounding) with bounded memory.
+
+    Example:
+        >>> from dcsc_preproc.model import DCSC
+        >>> engine = Engine(DCSC(iterations=2), tile=32)
+        >>> engine(torch.rand(1, 3, 40, 50)).shape
+        torch.Size([1, 3, 40, 50])
+    """
+
+    def __init__(self, model: str | Path | DCSC, device: str | torch.device | None = None,
+                 tile: int | None = 512, precision: str = "fp32",
+                 iterations: int | None = None) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = load_model(model, self.device)
+        self.precision = precision
+        self.iterations = self.model.config.iterations if iterations is None else iterations
+        step = 8 * self.model.multiple
+        if tile is not None and tile < step:
+            raise ValueError(f"tile must be at least {step}, got {tile}")
+        self.tile = None if tile is None else tile // step * step
+        self.margin = -(-self.model.radius(self.iterations) // step) * step
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Restore a batch; returns a clamped float tensor of the input's shape, device, dtype."""
+        check_image_tensor(x)
+        y = x.to(self.device, torch.float32)
+        channels = self.model.config.in_channels
+        if channels == 1 and y.shape[1] == 3:
+            ycc = rgb_to_ycbcr(y, self.model.config.colour)
+            ycc = torch.cat([self._run(ycc[:, :1]), ycc[:, 1:]], dim=1)
+            out = ycbcr_to_rgb(ycc, self.model.config.colour)
+        elif channels == 3 and y.shape[1] == 1:
+            out = self._run(y.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+        else:
+            out = self._run(y)
+        return out.clamp_(0, 1).to(x.device, x.dtype)
+
+    def restore_array(self, image: np.ndarray, truncate: bool = False) -> np.ndarray:
+        """De-block a uint8 ``(H, W)`` or ``(H, W, 3)`` RGB array; returns the same layout."""
+        return tensor_to_array(self(array_to_tensor(image)), truncate)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad to the model's multiple, run whole or tiled, crop back."""
+        h, w = x.shape[-2:]
+        m = self.model.multiple
+        pad_h, pad_w = -h % m, -w % m
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        if self.tile is None or max(x.shape[-2:]) <= self.tile + 2 * self.margin:
+            out = self._forward(x)
+        else:
+            out = self._tiled(x)
+        return out[..., :h, :w]
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        h, w = x.shape[-2:]
+        t, m = self.tile, self.margin
+        for top in range(0, h, t):
+            for left in range(0, w, t):
+                y0, x0 = max(top - m, 0), max(left - m, 0)
+                y1, x1 = min(top + t + m, h), min(left + t + m, w)
+                piece = self._forward(x[..., y0:y1, x0:x1])
+                bottom, right = min(top + t, h), min(left + t, w)
+                out[..., top:bottom, left:right] = piece[..., top - y0:bottom - y0,
+                                                         left - x0:right - x0]
+        return out
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision == "fp32":
+            return self.model(x, iterations=self.iterations)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        with torch.autocast(self.device.type, dtype=dtype):
+            return self.model(x, iterations=self.iterations).float()
+
+
+def array_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 ``(H, W)`` or ``(H, W, C)`` array to a float ``(1, C, H, W)`` tensor in [0, 1]."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 numpy array, got {type(image).__name__} "
+                        f"{getattr(image, 'dtype', '')}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
+    t = torch.from_numpy(image.copy()).float().div_(255)
+    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
+
+
+def tensor_to_array(x: torch.Tensor, truncate: bool = False) -> np.ndarray:
+    """Float ``(1, C, H, W)`` in [0, 1] to uint8 ``(H, W)`` or ``(H, W, C)``.
+
+    Rounds to nearest; ``truncate=True`` floors instead, as the DCSC authors' test code did.
+    """
+    scaled = x[0].clamp(0, 1).mul(255)
+    scaled = scaled.floor() if truncate else scaled.round()
+    a = scaled.byte().permute(1, 2, 0).cpu().numpy()
+    return a[..., 0] if a.shape[2] == 1 else a

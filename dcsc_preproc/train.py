@@ -1,0 +1,184 @@
+"""Training loop: random BSDS500 patches, JPEG at random qualities, MAE (or MSE), Adam.
+
+A run lives in one folder: ``checkpoint.pt`` (model, optimiser, RNG states, step: exact
+resume), ``log.csv`` (training loss), ``val.csv`` (validation PSNR / PSNR-B) and, at the end,
+``model.safetensors``. Running the same command again resumes; training knobs (patch, batch,
+unrolled iterations, learning rate, steps) may change between chunks, the model may not.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import PatchSampler, data_root, list_images, to_uint8_y
+from .engine import Engine
+from .jpeg import jpeg_roundtrip, read_image
+from .metrics import psnr, psnrb
+from .model import DCSC, DCSCConfig
+from .zoo import save_model
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Defaults are the paper's settings."""
+
+    out: str = "runs/dcsc-y"
+    data: str | None = None
+    model: DCSCConfig = field(default_factory=DCSCConfig)
+    qualities: tuple[int, ...] = (10, 20, 30)
+    patch: int = 80
+    batch: int = 10
+    steps: int = 100_000
+    lr: float = 1e-4
+    loss: str = "mae"
+    train_iterations: int | None = None
+    val_every: int = 500
+    val_images: int = 10
+    val_qualities: tuple[int, ...] = (10,)
+    checkpoint_every: int = 100
+    log_every: int = 10
+    max_minutes: float | None = None
+    precision: str = "auto"
+    device: str | None = None
+    seed: int = 0
+
+
+def _precision(name: str, device: torch.device) -> torch.dtype | None:
+    if name == "auto":
+        if device.type == "cuda" or torch.cpu._is_avx512_bf16_supported():
+            return torch.bfloat16
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16}[name]
+
+
+class Validator:
+    """PSNR / PSNR-B (Y, MATLAB convention) of a model on the first BSDS500-val images."""
+
+    def __init__(self, root: Path, count: int, qualities: tuple[int, ...], channels: int,
+                 colour: str) -> None:
+        self.items = []
+        for path in list_images(root / "bsds500" / "val")[:count]:
+            rgb = read_image(path)
+            clean = to_uint8_y(rgb, colour) if channels == 1 else rgb
+            for q in qualities:
+                self.items.append((q, clean, jpeg_roundtrip(clean, q)))
+
+    def __call__(self, model: DCSC, device: torch.device) -> list[dict]:
+        engine = Engine(model, device=device, tile=None)
+        results: dict[int, list[tuple[float, ...]]] = {}
+        for q, clean, jpeg in self.items:
+            ref, inp, res = (to_uint8_y(a) for a in (clean, jpeg, engine.restore_array(jpeg)))
+            results.setdefault(q, []).append(
+                (psnr(res, ref), psnrb(res, ref), psnr(inp, ref), psnrb(inp, ref)))
+        model.train()
+        return [dict(quality=q, **dict(zip(("psnr", "psnrb", "jpeg_psnr", "jpeg_psnrb"),
+                                           np.mean(v, axis=0).round(4).tolist())))
+                for q, v in results.items()]
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume) the run in ``cfg.out``; returns the path of the final weights."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    amp = _precision(cfg.precision, device)
+    if cfg.loss not in ("mae", "mse"):
+        raise ValueError(f"loss must be 'mae' or 'mse', got {cfg.loss!r}")
+    model = DCSC.from_config(cfg.model).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    step, wall, seen = 0, 0.0, 0
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if DCSCConfig.from_dict(ckpt["model_config"]) != cfg.model:
+            raise ValueError(f"{ckpt_path} holds a different model "
+                             f"({ckpt['model_config']}); use another --out")
+        model.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        step, wall, seen = ckpt["step"], ckpt["wall"], ckpt["seen"]
+    for group in optimiser.param_groups:
+        group["lr"] = cfg.lr
+
+    def save_checkpoint() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                    "numpy_rng": json.dumps(rng.bit_generator.state),
+                    "torch_rng": torch.get_rng_state(), "step": step, "wall": wall,
+                    "seen": seen, "model_config": cfg.model.to_dict()}, tmp)
+        tmp.replace(ckpt_path)
+
+    root = data_root(cfg.data)
+    files = list_images(root / "bsds500" / "train") + list_images(root / "bsds500" / "test")
+    channels = "y" if cfg.model.in_channels == 1 else "rgb"
+    sampler = PatchSampler(files, cfg.qualities, channels, cfg.model.colour)
+    validator = Validator(root, cfg.val_images, cfg.val_qualities, cfg.model.in_channels,
+                          cfg.model.colour)
+    iterations = cfg.train_iterations
+    settings = {k: v for k, v in asdict(cfg).items() if k != "model"}
+    (out / "config.json").write_text(json.dumps(
+        {"model": cfg.model.to_dict(), "last_chunk": settings}, indent=2))
+
+    model.train()
+    start = time.monotonic()
+    deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
+    losses: list[float] = []
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", unit="step")
+    while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
+        inputs, targets = sampler.sample(rng, cfg.batch, cfg.patch)
+        inputs, targets = inputs.to(device), targets.to(device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            output = model(inputs, iterations=iterations)
+        diff = output.float() - targets
+        loss = diff.abs().mean() if cfg.loss == "mae" else diff.square().mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        seen += cfg.batch
+        losses.append(loss.item())
+        bar.update()
+        if step % cfg.log_every == 0:
+            elapsed = wall + time.monotonic() - start
+            _append_csv(out / "log.csv", {
+                "step": step, "loss": round(float(np.mean(losses)), 6), "lr": cfg.lr,
+                "train_iterations": iterations or cfg.model.iterations, "patch": cfg.patch,
+                "batch": cfg.batch, "patches_seen": seen, "wall_s": round(elapsed, 1)})
+            bar.set_postfix(loss=f"{np.mean(losses):.5f}")
+            losses.clear()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            wall += time.monotonic() - start
+            start = time.monotonic()
+            save_checkpoint()
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            for row in validator(model, device):
+                _append_csv(out / "val.csv", {"step": step, **row,
+                                              "wall_s": round(wall + time.monotonic() - start, 1)})
+                bar.write(f"step {step} val q{row['quality']}: PSNR {row['psnr']:.3f} "
+                          f"PSNR-B {row['psnrb']:.3f} (JPEG {row['jpeg_psnr']:.3f})")
+    bar.close()
+    wall += time.monotonic() - start
+    save_checkpoint()
+    info = {"step": step, "patches_seen": seen, "wall_s": round(wall, 1),
+            "device": str(device), "train": settings}
+    return save_model(model, out / "model.safetensors", info=info, overwrite=True)
