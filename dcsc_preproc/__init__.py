@@ -1,15 +1,19 @@
 """dcsc-preproc: JPEG artifact reduction (DCSC) in front of object detectors."""
 
+from .baselines import get_deblocker
 from .colour import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from .engine import Engine, array_to_tensor, tensor_to_array
+from .frame_filter import FrameFilter
 from .jpeg import encode_jpeg, jpeg_roundtrip, read_image
 from .metrics import psnr, psnrb, ssim
 from .model import DCSC, DCSCConfig
-from .zoo import MODELS, available_models, load_authors_npz, load_model, save_model
+from .transforms import Deblock
+from .zoo import DEFAULT_MODEL, MODELS, available_models, load_authors_npz, load_model, save_model
 
 __all__ = [
-    "DCSC", "DCSCConfig", "Engine", "MODELS", "array_to_tensor", "available_models",
-    "encode_jpeg", "jpeg_roundtrip", "load_authors_npz", "load_model", "psnr", "psnrb",
-    "read_image", "rgb_to_y", "rgb_to_ycbcr", "save_model", "ssim", "tensor_to_array",
+    "DCSC", "DCSCConfig", "DEFAULT_MODEL", "Deblock", "Engine", "FrameFilter", "MODELS",
+    "array_to_tensor", "available_models",
+    "encode_jpeg", "get_deblocker", "jpeg_roundtrip", "load_authors_npz", "load_model", "psnr",
+    "psnrb", "read_image", "rgb_to_y", "rgb_to_ycbcr", "save_model", "ssim", "tensor_to_array",
     "ycbcr_to_rgb",
 ]

@@ -28,6 +28,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=1e-4)
     t.add_argument("--loss", choices=("mae", "mse"), default="mae")
     t.add_argument("--train-iterations", type=int, help="unrolled R while training (default: --iterations)")
+    t.add_argument("--train-images", type=int, help="use only the first N training images (smoke runs)")
     t.add_argument("--val-every", type=int, default=500)
     t.add_argument("--val-images", type=int, default=10)
     t.add_argument("--checkpoint-every", type=int, default=100)
@@ -48,18 +49,85 @@ def _train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(out=args.out, data=args.data, model=model, qualities=tuple(args.qualities),
                       patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr,
                       loss=args.loss, train_iterations=args.train_iterations,
-                      val_every=args.val_every, val_images=args.val_images,
+                      train_images=args.train_images, val_every=args.val_every, val_images=args.val_images,
                       checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,
                       precision=args.precision, device=args.device, seed=args.seed)
     print(f"weights: {train(cfg)}")
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from .zoo import DEFAULT_MODEL
+
+    p = sub.add_parser("demo", help="compress a photo, de-block it, write before/after images")
+    p.add_argument("--image", help="photo to use (default: Ultralytics' bus.jpg)")
+    p.add_argument("--quality", type=int, default=10)
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--device")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    scores = run_demo(args.image, args.quality, args.model, args.out, args.device)
+    for name, s in scores.items():
+        print(f"{name:9s} Y PSNR {s['psnr']:.2f} dB  PSNR-B {s['psnrb']:.2f} dB")
+    print(f"wrote {args.out}/jpeg_q{args.quality}.jpg, restored.png, comparison.png")
+
+
+def _add_deblock(sub: argparse._SubParsersAction) -> None:
+    from .zoo import DEFAULT_MODEL
+
+    p = sub.add_parser("deblock", help="de-block image files into a folder")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output folder (PNG files, same names)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--device")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _deblock(args: argparse.Namespace) -> None:
+    from PIL import Image
+    from tqdm import tqdm
+
+    from .engine import Engine
+    from .jpeg import read_image
+
+    out = Path(args.out)
+    targets = [out / (Path(p).stem + ".png") for p in args.images]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise SystemExit(f"refusing to overwrite {existing[0]} (and {len(existing) - 1} more); "
+                         "pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    engine = Engine(args.model, device=args.device)
+    for src, dst in tqdm(list(zip(args.images, targets)), desc="deblock", unit="image"):
+        Image.fromarray(engine.restore_array(read_image(src))).save(dst)
+
+
+def _add_snapshot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("snapshot", help="write a run's latest checkpoint as .safetensors weights")
+    p.add_argument("run", help="run folder (holds checkpoint.pt)")
+    p.add_argument("out", help="weights file to write")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def _snapshot(args: argparse.Namespace) -> None:
+    from .train import snapshot
+
+    print(f"weights: {snapshot(args.run, args.out, args.overwrite)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dcsc-preproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_demo(sub)
+    _add_deblock(sub)
     _add_train(sub)
+    _add_snapshot(sub)
     args = parser.parse_args(argv)
-    {"train": _train}[args.command](args)
+    {"demo": _demo, "deblock": _deblock, "train": _train,
+     "snapshot": _snapshot}[args.command](args)
 
 
 if __name__ == "__main__":

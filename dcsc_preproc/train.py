@@ -40,6 +40,7 @@ class TrainConfig:
     lr: float = 1e-4
     loss: str = "mae"
     train_iterations: int | None = None
+    train_images: int | None = None
     val_every: int = 500
     val_images: int = 10
     val_qualities: tuple[int, ...] = (10,)
@@ -101,10 +102,10 @@ def train(cfg: TrainConfig) -> Path:
     amp = _precision(cfg.precision, device)
     if cfg.loss not in ("mae", "mse"):
         raise ValueError(f"loss must be 'mae' or 'mse', got {cfg.loss!r}")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
     model = DCSC.from_config(cfg.model).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
     step, wall, seen = 0, 0.0, 0
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
@@ -130,6 +131,7 @@ def train(cfg: TrainConfig) -> Path:
 
     root = data_root(cfg.data)
     files = list_images(root / "bsds500" / "train") + list_images(root / "bsds500" / "test")
+    files = files[:cfg.train_images]
     channels = "y" if cfg.model.in_channels == 1 else "rgb"
     sampler = PatchSampler(files, cfg.qualities, channels, cfg.model.colour)
     validator = Validator(root, cfg.val_images, cfg.val_qualities, cfg.model.in_channels,
@@ -138,6 +140,13 @@ def train(cfg: TrainConfig) -> Path:
     settings = {k: v for k, v in asdict(cfg).items() if k != "model"}
     (out / "config.json").write_text(json.dumps(
         {"model": cfg.model.to_dict(), "last_chunk": settings}, indent=2))
+
+    def log(step: int, losses: list[float]) -> None:
+        _append_csv(out / "log.csv", {
+            "step": step, "loss": round(float(np.mean(losses)), 6), "lr": cfg.lr,
+            "train_iterations": iterations or cfg.model.iterations, "patch": cfg.patch,
+            "batch": cfg.batch, "patches_seen": seen,
+            "wall_s": round(wall + time.monotonic() - start, 1)})
 
     model.train()
     start = time.monotonic()
@@ -159,11 +168,7 @@ def train(cfg: TrainConfig) -> Path:
         losses.append(loss.item())
         bar.update()
         if step % cfg.log_every == 0:
-            elapsed = wall + time.monotonic() - start
-            _append_csv(out / "log.csv", {
-                "step": step, "loss": round(float(np.mean(losses)), 6), "lr": cfg.lr,
-                "train_iterations": iterations or cfg.model.iterations, "patch": cfg.patch,
-                "batch": cfg.batch, "patches_seen": seen, "wall_s": round(elapsed, 1)})
+            log(step, losses)
             bar.set_postfix(loss=f"{np.mean(losses):.5f}")
             losses.clear()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -177,8 +182,23 @@ def train(cfg: TrainConfig) -> Path:
                 bar.write(f"step {step} val q{row['quality']}: PSNR {row['psnr']:.3f} "
                           f"PSNR-B {row['psnrb']:.3f} (JPEG {row['jpeg_psnr']:.3f})")
     bar.close()
+    if losses:
+        log(step, losses)
     wall += time.monotonic() - start
     save_checkpoint()
-    info = {"step": step, "patches_seen": seen, "wall_s": round(wall, 1),
-            "device": str(device), "train": settings}
-    return save_model(model, out / "model.safetensors", info=info, overwrite=True)
+    return snapshot(out, out / "model.safetensors", overwrite=True)
+
+
+def snapshot(run: str | Path, path: str | Path, overwrite: bool = False) -> Path:
+    """Write the run's latest checkpoint as safetensors weights, with its training info.
+
+    Works while the run is going on (checkpoints are replaced atomically).
+    """
+    run = Path(run)
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model = DCSC.from_config(DCSCConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    settings = json.loads((run / "config.json").read_text())["last_chunk"]
+    info = {"step": ckpt["step"], "patches_seen": ckpt["seen"], "wall_s": round(ckpt["wall"], 1),
+            "device": settings["device"] or "auto", "train": settings}
+    return save_model(model, path, info=info, overwrite=overwrite)

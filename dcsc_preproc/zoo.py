@@ -23,6 +23,9 @@ MODELS = {
     "dcsc-rgb": "paper configuration on RGB, qualities 10-30",
     "dcsc-fast": "fast variant for video and detection: LISTA on 4x4-unshuffled RGB",
 }
+#: What ``model=None`` means in the transform, frame filter and pipelines: the model that
+#: wins back the most detection mAP per millisecond (see docs/RESULTS.md).
+DEFAULT_MODEL = "dcsc-fast"
 _CONFIG_KEY = "dcsc_config"
 
 

@@ -1,0 +1,79 @@
+"""The OpenCV :class:`FrameFilter`: JPEG artifact removal on BGR, BGRA and gray uint8 frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .engine import Engine, array_to_tensor, tensor_to_array
+from .model import DCSC
+from .zoo import DEFAULT_MODEL
+
+
+class FrameFilter:
+    """De-block OpenCV frames: uint8 BGR ``(H, W, 3)``, BGRA ``(H, W, 4)`` or gray ``(H, W)``.
+
+    Each frame comes back with the same shape and dtype; BGRA alpha is copied untouched. Any
+    size from 8x8 up works; large frames are tiled by the engine. ``model`` is anything
+    :func:`~dcsc_preproc.zoo.load_model` accepts; ``None`` means
+    :data:`~dcsc_preproc.zoo.DEFAULT_MODEL`.
+
+    Example:
+        >>> from dcsc_preproc.model import DCSC
+        >>> frame_filter = FrameFilter(DCSC(in_channels=3, iterations=2))
+        >>> frame = np.zeros((30, 41, 3), dtype=np.uint8)
+        >>> frame_filter(frame).shape
+        (30, 41, 3)
+    """
+
+    def __init__(self, model: str | Path | DCSC | None = None,
+                 device: str | torch.device | None = None, tile: int | None = 512,
+                 iterations: int | None = None) -> None:
+        self.engine = Engine(DEFAULT_MODEL if model is None else model, device, tile,
+                             iterations=iterations)
+
+    def filter(self, frame: np.ndarray) -> np.ndarray:
+        """De-block one frame."""
+        return self.filter_batch([frame])[0]
+
+    __call__ = filter
+
+    def filter_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """De-block frames, running frames of the same shape through the engine together."""
+        for frame in frames:
+            _check_frame(frame)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, frame in enumerate(frames):
+            groups.setdefault(frame.shape, []).append(i)
+        results: dict[int, np.ndarray] = {}
+        for indices in groups.values():
+            batch = torch.cat([array_to_tensor(_to_rgb(frames[i])) for i in indices])
+            restored = self.engine(batch)
+            for j, i in enumerate(indices):
+                results[i] = _to_frame(tensor_to_array(restored[j:j + 1]), frames[i])
+        return [results[i] for i in range(len(frames))]
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"expected a numpy array frame, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 frame, got dtype {frame.dtype}")
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
+        raise ValueError("expected a gray (H, W), BGR (H, W, 3) or BGRA (H, W, 4) frame, "
+                         f"got shape {frame.shape}")
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    """The frame's image part as the engine wants it: gray as is, BGR(A) as RGB."""
+    return frame if frame.ndim == 2 else frame[..., 2::-1]
+
+
+def _to_frame(restored: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Back to the frame's layout: RGB to BGR, and the original alpha for BGRA."""
+    if frame.ndim == 2:
+        return restored
+    bgr = restored[..., ::-1]
+    return np.ascontiguousarray(bgr if frame.shape[2] == 3 else np.dstack([bgr, frame[..., 3]]))

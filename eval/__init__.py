@@ -1,0 +1,1 @@
+"""Benchmarks of dcsc-preproc that write tables and JSON (restoration quality, detection, speed)."""

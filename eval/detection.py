@@ -1,0 +1,270 @@
+"""Detection benchmark: COCO bbox mAP of a YOLO detector on original, JPEG and de-blocked JPEG.
+
+Protocol of ``shared/data/coco_dev/REFERENCE.md``, so the numbers compare with it: the first
+``limit`` images by id; JPEG by Pillow at quality q (4:2:0) decoded by Pillow; each de-blocker on
+the decoded RGB image; Ultralytics ``predict`` on the whole image (BGR array, as it expects) at
+imgsz 640, conf 0.001, NMS IoU 0.7, max_det 300; classes to COCO ids with the standard 80->91
+map; pycocotools bbox evaluation restricted to the evaluated image ids.
+
+JPEG files and de-blocked PNGs are cached under ``--cache`` (de-blocked ones keyed by de-blocker,
+quality and image id), so adding a de-blocker re-runs only that one. De-block time is the mean
+over images computed in this run (``null`` when all came from the cache).
+
+    python -m eval.detection --limit 100 --qualities 10 20 --deblock nlm dcsc-fast \\
+        --json results/detection.json --plot results/detection.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import redirect_stdout
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # before Ultralytics is imported: it checks at import
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.cocoeval import COCOeval  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+from ultralytics import YOLO  # noqa: E402
+from ultralytics.data.converter import coco80_to_coco91_class  # noqa: E402
+
+from dcsc_preproc import encode_jpeg, get_deblocker, read_image  # noqa: E402
+from pipelines.yolo import load_detector  # noqa: E402
+
+SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+IMAGES = SHARED / "data" / "coco_dev" / "images"
+ANNOTATIONS = SHARED / "data" / "coco_dev" / "instances.json"
+DETECTOR = SHARED / "models" / "yolov8n_ovint8_dequant.pt"
+CACHE = Path(".cache/detection")
+#: Ultralytics ``predict`` settings of ``model.val()``, as in REFERENCE.md.
+PREDICT_ARGS = {"conf": 0.001, "iou": 0.7, "max_det": 300, "verbose": False}
+COCO91 = coco80_to_coco91_class()
+#: Record key -> COCOeval.stats index.
+STATS = {"map": 0, "map50": 1, "map_small": 3, "map_medium": 4, "map_large": 5}
+
+
+def deblocker_name(source: str | Path) -> str:
+    """Name in tables: a baseline or shipped model name as given, a weights file by its stem."""
+    return Path(source).stem if Path(source).is_file() else str(source)
+
+
+def cache_key(source: str | Path) -> str:
+    """Cache folder of a de-blocker: its name, plus a content hash for a weights file."""
+    path = Path(source)
+    if not path.is_file():
+        return str(source)
+    return f"{path.stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:10]}"
+
+
+def condition_name(record: dict) -> str:
+    """``original``, ``JPEG q10`` or ``JPEG q10 + nlm``."""
+    if record["quality"] is None:
+        return "original"
+    name = f"JPEG q{record['quality']}"
+    return f"{name} + {record['deblocker']}" if record["deblocker"] else name
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image as uint8 RGB; a grayscale file gets three equal channels, as YOLO sees it."""
+    image = read_image(path)
+    return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a cache file so that an interrupted run never leaves a truncated one behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def jpeg_image(original: Path, quality: int, cache: Path) -> np.ndarray:
+    """The Pillow JPEG round trip of ``original`` at ``quality`` (the encoded file is cached)."""
+    path = cache / "jpeg" / f"q{quality}" / f"{original.stem}.jpg"
+    if not path.is_file():
+        write_atomic(path, encode_jpeg(read_rgb(original), quality))
+    return read_image(path)
+
+
+def deblocked_image(original: Path, quality: int, key: str,
+                    deblock: Callable[[np.ndarray], np.ndarray],
+                    cache: Path) -> tuple[np.ndarray, float | None]:
+    """De-blocked JPEG of ``original`` and the seconds de-blocking took (``None`` if cached)."""
+    path = cache / "deblocked" / key / f"q{quality}" / f"{original.stem}.png"
+    if path.is_file():
+        return read_image(path), None
+    image = jpeg_image(original, quality, cache)
+    start = time.perf_counter()
+    out = deblock(image)
+    seconds = time.perf_counter() - start
+    png = cv2.imencode(".png", out[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]
+    write_atomic(path, png.tobytes())
+    return out, seconds
+
+
+def condition_image(original: Path, quality: int | None,
+                    deblock: tuple[str, Callable[[np.ndarray], np.ndarray]] | None,
+                    cache: Path) -> tuple[np.ndarray, float | None]:
+    """The image of one condition (original, JPEG, or JPEG + ``(cache key, de-blocker)``) and
+    the seconds de-blocking took (``None`` if nothing was de-blocked in this call)."""
+    if quality is None:
+        return read_rgb(original), None
+    if deblock is None:
+        return jpeg_image(original, quality, cache), None
+    return deblocked_image(original, quality, *deblock, cache)
+
+
+def detect(model: YOLO, image: np.ndarray, image_id: int, imgsz: int,
+           device: str | None) -> list[dict]:
+    """COCO-format detections of one uint8 RGB image."""
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    boxes = model.predict(bgr, imgsz=imgsz, device=device, **PREDICT_ARGS)[0].boxes
+    return [{"image_id": image_id, "category_id": COCO91[int(c)],
+             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+            for (x1, y1, x2, y2), s, c in zip(boxes.xyxy.tolist(), boxes.conf.tolist(),
+                                              boxes.cls.tolist())]
+
+
+def coco_map(gt: COCO, detections: list[dict], image_ids: list[int]) -> dict[str, float | None]:
+    """pycocotools bbox AP over ``image_ids``; ``None`` for an area range without ground truth."""
+    if not detections:  # loadRes cannot take an empty list
+        return dict.fromkeys(STATS, 0.0)
+    with redirect_stdout(io.StringIO()):  # keep pycocotools' printout out of the table on stdout
+        evaluator = COCOeval(gt, gt.loadRes(detections), "bbox")
+        evaluator.params.imgIds = image_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {k: float(evaluator.stats[i]) if evaluator.stats[i] >= 0 else None
+            for k, i in STATS.items()}
+
+
+def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
+                       detector: Path = DETECTOR, qualities: Sequence[int] = (10, 20, 30),
+                       deblockers: Sequence[str | Path] = (), limit: int | None = None,
+                       cache: Path = CACHE, imgsz: int = 640, device: str | None = None
+                       ) -> list[dict]:
+    """Evaluate original, JPEG at each quality and JPEG + each de-blocker; one record each.
+
+    ``deblockers`` are baseline names (``nlm``, ``bilateral``) or anything ``load_model``
+    accepts. Records hold ``quality`` (``None``: original), ``deblocker`` (name, ``None``: none),
+    ``map``, ``map50``, ``map_small``, ``map_medium``, ``map_large``, ``images``, and mean
+    seconds per image ``deblock_s`` and ``detect_s``.
+    """
+    model = load_detector(detector)
+    with redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotations))
+    image_ids = sorted(gt.getImgIds())[:limit]
+    files = {i: Path(images) / gt.imgs[i]["file_name"] for i in image_ids}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if not image_ids:
+        raise ValueError(f"no images listed in {annotations}")
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of {annotations} are missing, e.g. {missing[0]}")
+    deblock = {d: (cache_key(d), get_deblocker(d, device)) for d in deblockers}
+    detect(model, read_rgb(files[image_ids[0]]), image_ids[0], imgsz, device)  # warm-up, untimed
+
+    records = []
+    conditions = [(None, None)] + [(q, d) for q in qualities for d in (None, *deblockers)]
+    for quality, source in conditions:
+        name = None if source is None else deblocker_name(source)
+        record = {"quality": quality, "deblocker": name}
+        detections, deblock_times, detect_times = [], [], []
+        for image_id in tqdm(image_ids, desc=condition_name(record), file=sys.stderr):
+            image, seconds = condition_image(files[image_id], quality, deblock.get(source), cache)
+            if seconds is not None:
+                deblock_times.append(seconds)
+            start = time.perf_counter()
+            detections += detect(model, image, image_id, imgsz, device)
+            detect_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        record.update(coco_map(gt, detections, image_ids))
+        record.update(images=len(image_ids),
+                      deblock_s=float(np.mean(deblock_times)) if deblock_times else None,
+                      detect_s=float(np.mean(detect_times)))
+        print(f"{condition_name(record)}: de-block {sum(deblock_times):.1f} s, detect "
+              f"{sum(detect_times):.1f} s, COCO eval {time.perf_counter() - start:.1f} s",
+              file=sys.stderr)
+        records.append(record)
+    return records
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The records as a markdown table, one row per condition."""
+    lines = ["| condition | mAP50-95 | mAP50 | AP small | AP medium | AP large | "
+             "de-block s/img | detect s/img |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        cells = [condition_name(r)] + [_cell(r[k], 3) for k in STATS]
+        cells += [_cell(r["deblock_s"], 3), _cell(r["detect_s"], 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: str | Path) -> None:
+    """mAP50-95 against JPEG quality, one line per de-blocker, the original as a dashed line."""
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    jpeg = [r for r in records if r["quality"] is not None]
+    for name in dict.fromkeys(r["deblocker"] for r in jpeg):
+        line = sorted((r for r in jpeg if r["deblocker"] == name), key=lambda r: r["quality"])
+        ax.plot([r["quality"] for r in line], [r["map"] for r in line], marker="o",
+                label=name or "JPEG, no de-blocking")
+    for r in records:
+        if r["quality"] is None:
+            ax.axhline(r["map"], color="black", linestyle="--", label="original")
+    ax.set_xticks(sorted({r["quality"] for r in jpeg}))
+    ax.set_xlabel("JPEG quality")
+    ax.set_ylabel("COCO bbox mAP50-95")
+    ax.set_title(f"Detection on {records[0]['images']} images")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m eval.detection",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=Path, default=IMAGES, help="folder of COCO images")
+    parser.add_argument("--annotations", type=Path, default=ANNOTATIONS, help="COCO JSON")
+    parser.add_argument("--detector", type=Path, default=DETECTOR, help="Ultralytics weights path")
+    parser.add_argument("--qualities", type=int, nargs="+", default=[10, 20, 30])
+    parser.add_argument("--deblock", action="extend", nargs="+", default=[], metavar="MODEL",
+                        help="nlm, bilateral, a shipped model name, .safetensors or authors' .npz")
+    parser.add_argument("--limit", type=int, default=None, help="first N images by id")
+    parser.add_argument("--json", type=Path, help="write the records here")
+    parser.add_argument("--plot", type=Path, help="write the mAP-quality plot (PNG) here")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="JPEG and de-blocked image cache")
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+
+    records = evaluate_detection(args.images, args.annotations, args.detector, args.qualities,
+                                 args.deblock, args.limit, args.cache, args.imgsz, args.device)
+    print(markdown_table(records))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(records, indent=2) + "\n")
+    if args.plot:
+        plot(records, args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Integrations of dcsc-preproc with detectors and video: Ultralytics YOLO, video, CLIs."""

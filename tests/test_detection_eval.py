@@ -1,0 +1,107 @@
+"""Tests for eval.detection: records, table, plot, cache, and the mAP against a direct computation."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from ultralytics import YOLO
+from ultralytics.data.converter import coco80_to_coco91_class
+
+from dcsc_preproc import DCSC, jpeg_roundtrip, save_model
+from eval import detection
+
+KEYS = {"quality", "deblocker", "map", "map50", "map_small", "map_medium", "map_large", "images",
+        "deblock_s", "detect_s"}
+LIMIT = 3
+
+
+@pytest.fixture(scope="module")
+def coco_dev(shared: Path) -> Path:
+    return shared / "data" / "coco_dev"
+
+
+@pytest.fixture(scope="module")
+def run(coco_dev: Path, detector: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One CLI run on 3 images at q10 with a tiny random DCSC and NLM."""
+    tmp = tmp_path_factory.mktemp("detection")
+    torch.manual_seed(0)
+    weights = save_model(DCSC(in_channels=3, dilated_features=8, features=16, iterations=2),
+                         tmp / "tiny.safetensors")
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        detection.main(["--images", str(coco_dev / "images"),
+                        "--annotations", str(coco_dev / "instances.json"),
+                        "--detector", str(detector), "--qualities", "10", "--deblock", str(weights),
+                        "--deblock", "nlm", "--limit", str(LIMIT), "--json", str(tmp / "r.json"),
+                        "--plot", str(tmp / "r.png"), "--cache", str(tmp / "cache"), "--device", "cpu"])
+    return {"tmp": tmp, "stdout": stdout.getvalue(),
+            "records": json.loads((tmp / "r.json").read_text())}
+
+
+def test_records_table_and_plot(run: dict) -> None:
+    records = run["records"]
+    assert [(r["quality"], r["deblocker"]) for r in records] == [
+        (None, None), (10, None), (10, "tiny"), (10, "nlm")]
+    for r in records:
+        assert set(r) == KEYS
+        assert r["images"] == LIMIT
+        for key in ("map", "map50", "map_small", "map_medium", "map_large"):
+            assert r[key] is None or 0 <= r[key] <= 1
+        assert r["detect_s"] > 0
+        assert (r["deblock_s"] is None) == (r["deblocker"] is None)
+    lines = run["stdout"].strip().splitlines()
+    assert lines[0].startswith("| condition | mAP50-95 |") and len(lines) == 2 + len(records)
+    assert lines[-1].startswith("| JPEG q10 + nlm |")
+    assert (run["tmp"] / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_original_map_matches_direct_computation(run: dict, coco_dev: Path,
+                                                 detector: Path) -> None:
+    """YOLO.predict on the files themselves + pycocotools gives the same mAP."""
+    with redirect_stdout(io.StringIO()):
+        gt = COCO(str(coco_dev / "instances.json"))
+    ids = sorted(gt.getImgIds())[:LIMIT]
+    model = YOLO(str(detector))
+    to_coco = coco80_to_coco91_class()
+    dets = []
+    for i in ids:
+        r = model.predict(str(coco_dev / "images" / gt.imgs[i]["file_name"]), conf=0.001,
+                          iou=0.7, max_det=300, device="cpu", verbose=False)[0]
+        for (x, y, w, h), s, c in zip(r.boxes.xywh.tolist(), r.boxes.conf.tolist(),
+                                      r.boxes.cls.tolist()):
+            dets.append({"image_id": i, "category_id": to_coco[int(c)],
+                         "bbox": [x - w / 2, y - h / 2, w, h], "score": s})
+    with redirect_stdout(io.StringIO()):
+        e = COCOeval(gt, gt.loadRes(dets), "bbox")
+        e.params.imgIds = ids
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    assert run["records"][0]["map"] == pytest.approx(e.stats[0], abs=1e-6)
+    assert run["records"][0]["map50"] == pytest.approx(e.stats[1], abs=1e-6)
+
+
+def test_cache_is_reused_and_jpeg_matches_roundtrip(run: dict, coco_dev: Path,
+                                                   detector: Path) -> None:
+    cache = run["tmp"] / "cache"
+    again = detection.evaluate_detection(coco_dev / "images", coco_dev / "instances.json",
+                                         detector, [10], ["nlm"], LIMIT, cache, device="cpu")
+    assert again[-1]["deblock_s"] is None  # every NLM image came from the cache
+    assert again[-1]["map"] == pytest.approx(run["records"][-1]["map"], abs=1e-9)
+    original = sorted((coco_dev / "images").glob("*.jpg"))[0]
+    np.testing.assert_array_equal(detection.jpeg_image(original, 10, cache),
+                                  jpeg_roundtrip(detection.read_rgb(original), 10))
+
+
+def test_missing_detector_is_a_clear_error(coco_dev: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="detector weights not found"):
+        detection.evaluate_detection(coco_dev / "images", coco_dev / "instances.json",
+                                     tmp_path / "nope.pt", [10], [], 1, tmp_path)
