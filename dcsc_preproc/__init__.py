@@ -1,11 +1,12 @@
 """dcsc-preproc: JPEG artifact reduction (DCSC) in front of object detectors."""
 
 from .baselines import get_deblocker
+from .data import data_root, list_images, to_uint8_y
 from .colour import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from .engine import Engine, array_to_tensor, tensor_to_array
 from .frame_filter import FrameFilter
 from .jpeg import encode_jpeg, jpeg_roundtrip, read_image
-from .metrics import psnr, psnrb, ssim
+from .metrics import evaluate, psnr, psnrb, ssim
 from .model import DCSC, DCSCConfig
 from .transforms import Deblock
 from .zoo import DEFAULT_MODEL, MODELS, available_models, load_authors_npz, load_model, save_model
@@ -13,7 +14,7 @@ from .zoo import DEFAULT_MODEL, MODELS, available_models, load_authors_npz, load
 __all__ = [
     "DCSC", "DCSCConfig", "DEFAULT_MODEL", "Deblock", "Engine", "FrameFilter", "MODELS",
     "array_to_tensor", "available_models",
-    "encode_jpeg", "get_deblocker", "jpeg_roundtrip", "load_authors_npz", "load_model", "psnr",
-    "psnrb", "read_image", "rgb_to_y", "rgb_to_ycbcr", "save_model", "ssim", "tensor_to_array",
+    "data_root", "encode_jpeg", "evaluate", "list_images", "get_deblocker", "jpeg_roundtrip", "load_authors_npz", "load_model", "psnr",
+    "psnrb", "read_image", "rgb_to_y", "rgb_to_ycbcr", "save_model", "ssim", "tensor_to_array", "to_uint8_y",
     "ycbcr_to_rgb",
 ]

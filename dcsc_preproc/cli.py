@@ -118,6 +118,24 @@ def _snapshot(args: argparse.Namespace) -> None:
     print(f"weights: {snapshot(args.run, args.out, args.overwrite)}")
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a model as ONNX (dynamic batch, height, width)")
+    p.add_argument("--model", required=True, help="shipped name or weights file")
+    p.add_argument("--onnx", required=True, help="ONNX file to write")
+    p.add_argument("--iterations", type=int, help="R unrolled into the graph (default: model's)")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .export import export_onnx
+
+    try:
+        path = export_onnx(args.model, args.onnx, args.overwrite, args.iterations)
+    except FileExistsError as err:
+        raise SystemExit(f"refusing to overwrite {args.onnx}; pass --overwrite") from err
+    print(f"onnx: {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dcsc-preproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,9 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     _add_deblock(sub)
     _add_train(sub)
     _add_snapshot(sub)
+    _add_export(sub)
     args = parser.parse_args(argv)
     {"demo": _demo, "deblock": _deblock, "train": _train,
-     "snapshot": _snapshot}[args.command](args)
+     "snapshot": _snapshot, "export": _export}[args.command](args)
 
 
 if __name__ == "__main__":

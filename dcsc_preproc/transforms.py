@@ -10,7 +10,6 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.v2._utils import is_pure_tensor
 
 from .engine import Engine
 from .model import DCSC
@@ -41,7 +40,7 @@ class Deblock(Transform):
         ('Image', torch.float32, (3, 24, 32))
     """
 
-    _transformed_types = (is_pure_tensor, tv_tensors.Image, tv_tensors.Video, PIL.Image.Image)
+    _transformed_types = (F.is_pure_tensor, tv_tensors.Image, tv_tensors.Video, PIL.Image.Image)
 
     def __init__(self, model: str | Path | DCSC | None = None,
                  device: str | torch.device | None = None, tile: int | None = 512,
@@ -71,7 +70,7 @@ class Deblock(Transform):
                                  f"{inpt.mode!r}; convert it first, e.g. image.convert('RGB')")
             return F.to_pil_image(self._restore(F.pil_to_tensor(inpt)))
         out = self._restore(inpt.as_subclass(torch.Tensor))
-        return out if is_pure_tensor(inpt) else tv_tensors.wrap(out, like=inpt)
+        return out if F.is_pure_tensor(inpt) else tv_tensors.wrap(out, like=inpt)
 
     def _restore(self, x: torch.Tensor) -> torch.Tensor:
         """De-block a uint8 or float tensor ``(..., C, H, W)``; same shape and dtype out."""

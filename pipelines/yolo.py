@@ -80,7 +80,7 @@ class DeblockedYOLO:
 
     Example::
 
-        detector = DeblockedYOLO("shared/models/yolov8n_ovint8_dequant.pt", "dcsc-fast")
+        detector = DeblockedYOLO("../shared/models/yolov8n_ovint8_dequant.pt", "dcsc-fast")
         results = detector.predict("photo.jpg", conf=0.25)
     """
 

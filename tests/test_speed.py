@@ -1,0 +1,47 @@
+"""eval.speed: analytic FLOPs and an end-to-end run on a tiny model (no speed targets)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from dcsc_preproc import DCSC, DCSCConfig, save_model
+from eval.speed import PROFILES, flops_per_pixel, main
+
+KEYS = {"profile", "iterations", "path", "device", "width", "height", "ms", "mp_per_s",
+        "detector_ms", "peak_fraction"}
+
+
+def test_flops_per_pixel_paper_config():
+    dilated = 3 * (3 * 3 * 1 * 32)     # three dilated 3x3 convs, 1 -> 32
+    g = 3 * 3 * 96 * 64                # G: 96 -> 64
+    s = 40 * (3 * 3 * 64 * 64)         # S applied R = 40 times: 64 -> 64
+    recon = 3 * 3 * 64 * 1             # reconstruction: 64 -> 1
+    assert flops_per_pixel(DCSCConfig()) == 2 * (dilated + g + s + recon) == 3_062_592
+    assert flops_per_pixel(DCSCConfig(), iterations=0) == 2 * (dilated + g + recon)
+
+
+def test_flops_per_pixel_fast_config():
+    c = 3 * 4 * 4                      # 4x4-unshuffled RGB: 48 channels per position
+    macs = 3 * 9 * c * 24 + 9 * 72 * 48 + 6 * 9 * 48 * 48 + 9 * 48 * c
+    assert flops_per_pixel(PROFILES["dcsc-fast"]) == 2 * macs / 16
+
+
+def test_speed_end_to_end(tmp_path, detector, capsys):
+    torch.manual_seed(0)
+    weights = save_model(DCSC(in_channels=3, unshuffle=4, dilated_features=8, features=16,
+                              iterations=2), tmp_path / "tiny.safetensors")
+    out = tmp_path / "speed.json"
+    main(["--profiles", str(weights), "--paths", "fp32", "bf16_channels_last", "onnx",
+          "--sizes", "64x48", "--repeats", "1", "--warmup", "0", "--iterations", "1", "5",
+          "--detector", str(detector), "--json", str(out), "--device", "cpu"])
+    records = json.loads(out.read_text())
+    assert len(records) == 2 * 3  # R = 2 and 1 (5 is not fewer) x three paths
+    assert all(set(r) == KEYS for r in records)
+    assert {(r["iterations"], r["path"]) for r in records} == {
+        (r, p) for r in (2, 1) for p in ("fp32", "bf16_channels_last", "onnx")}
+    assert all(r["profile"] == "tiny" and (r["width"], r["height"]) == (64, 48) for r in records)
+    assert all(r["ms"] > 0 and r["detector_ms"] > 0 and r["peak_fraction"] > 0 for r in records)
+    table = capsys.readouterr().out
+    assert "| profile |" in table and "GFLOP/s" in table
