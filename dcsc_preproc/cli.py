@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def _train(args: argparse.Namespace) -> None:
                       train_images=args.train_images, val_every=args.val_every, val_images=args.val_images,
                       checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,
                       precision=args.precision, device=args.device, seed=args.seed)
-    print(f"weights: {train(cfg)}")
+    print(f"weights: {train(cfg, command=shlex.join(['dcsc-preproc', *sys.argv[1:]]))}")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -136,6 +137,24 @@ def _export(args: argparse.Namespace) -> None:
     print(f"onnx: {path}")
 
 
+def _add_ship(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ship", help="install a run's weights and model card as a shipped model")
+    p.add_argument("run", help="run folder")
+    p.add_argument("name", help="shipped model name, e.g. dcsc-fast")
+    p.add_argument("--overwrite", action="store_true", help="replace the shipped files")
+
+
+def _ship(args: argparse.Namespace) -> None:
+    from .train import model_card, snapshot
+    from .zoo import MODELS, WEIGHTS_DIR
+
+    if args.name not in MODELS:
+        raise SystemExit(f"unknown shipped model name {args.name!r}; expected one of {sorted(MODELS)}")
+    weights = snapshot(args.run, WEIGHTS_DIR / f"{args.name}.safetensors", args.overwrite)
+    (WEIGHTS_DIR / f"{args.name}.md").write_text(model_card(args.run, args.name))
+    print(f"shipped {weights} and its model card")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dcsc-preproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,10 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     _add_deblock(sub)
     _add_train(sub)
     _add_snapshot(sub)
+    _add_ship(sub)
     _add_export(sub)
     args = parser.parse_args(argv)
     {"demo": _demo, "deblock": _deblock, "train": _train,
-     "snapshot": _snapshot, "export": _export}[args.command](args)
+     "snapshot": _snapshot, "ship": _ship, "export": _export}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 
 def _check_uint8_image(image: np.ndarray) -> None:
@@ -45,7 +45,7 @@ def decode_image(data: bytes, source: str = "image data") -> np.ndarray:
             img.load()
             gray = img.mode in ("L", "1", "I", "I;16") or (img.mode == "P" and _palette_is_gray(img))
             return np.asarray(img.convert("L" if gray else "RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except Exception as err:  # Pillow raises several types; Ultralytics patches Image.open too
         raise ValueError(f"cannot decode {source}: {err}") from err
 
 

@@ -8,8 +8,10 @@ unrolled iterations, learning rate, steps) may change between chunks, the model 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,8 +96,24 @@ def _append_csv(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train (or resume) the run in ``cfg.out``; returns the path of the final weights."""
+def machine(device: torch.device) -> str:
+    """CPU model (or GPU name) and thread count, for logs and model cards."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def train(cfg: TrainConfig, command: str | None = None) -> Path:
+    """Train (or resume) the run in ``cfg.out``; returns the path of the final weights.
+
+    ``command`` (the command line) is recorded with each chunk in ``chunks.jsonl``.
+    """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -140,6 +158,10 @@ def train(cfg: TrainConfig) -> Path:
     settings = {k: v for k, v in asdict(cfg).items() if k != "model"}
     (out / "config.json").write_text(json.dumps(
         {"model": cfg.model.to_dict(), "last_chunk": settings}, indent=2))
+    with (out / "chunks.jsonl").open("a") as f:
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        f.write(json.dumps({"start_step": step, "command": command, "settings": settings,
+                            "machine": machine(device), "started": started}) + "\n")
 
     def log(step: int, losses: list[float]) -> None:
         _append_csv(out / "log.csv", {
@@ -202,3 +224,46 @@ def snapshot(run: str | Path, path: str | Path, overwrite: bool = False) -> Path
     info = {"step": ckpt["step"], "patches_seen": ckpt["seen"], "wall_s": round(ckpt["wall"], 1),
             "device": settings["device"] or "auto", "train": settings}
     return save_model(model, path, info=info, overwrite=overwrite)
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def model_card(run: str | Path, name: str) -> str:
+    """A markdown model card from a run folder: config, data, chunks, steps, time, metrics."""
+    run = Path(run)
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    chunks = [json.loads(line) for line in (run / "chunks.jsonl").read_text().splitlines()]
+    val = _read_csv(run / "val.csv")
+    config = ckpt["model_config"]
+    params = sum(v.numel() for v in ckpt["model"].values())
+    lines = [f"# {name}", "", f"Trained by this repository's `dcsc-preproc train` "
+             f"({params:,} parameters).", "", "## Configuration", "", "```json",
+             json.dumps(config, indent=2), "```", "",
+             "## Data", "", "BSDS500 train + test (400 images), random patches whose corner is "
+             "on the 16-pixel JPEG grid, flips and rotations; JPEG by Pillow at a quality drawn "
+             f"per patch from {chunks[-1]['settings']['qualities']} "
+             + ("(grayscale JPEG of the MATLAB Y channel)." if config["in_channels"] == 1
+                else "(colour JPEG, 4:2:0)."), "",
+             "## Training", "",
+             f"- steps: {ckpt['step']:,}; patches seen: {ckpt['seen']:,}; "
+             f"wall time: {ckpt['wall'] / 3600:.2f} h", "",
+             "| from step | patch | batch | lr | unrolled R | loss | machine | started | command |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in chunks:
+        s = c["settings"]
+        lines.append(f"| {c['start_step']} | {s['patch']} | {s['batch']} | {s['lr']} | "
+                     f"{s['train_iterations'] or config['iterations']} | {s['loss']} | "
+                     f"{c['machine']} | {c['started']} | `{c['command']}` |")
+    last = {}
+    for row in val:
+        last[row["quality"]] = row
+    lines += ["", "## Validation (first BSDS500-val images, Y channel, MATLAB convention)", "",
+              "| step | quality | JPEG PSNR | PSNR | JPEG PSNR-B | PSNR-B |", "|---|---|---|---|---|---|"]
+    for row in last.values():
+        lines.append(f"| {row['step']} | {row['quality']} | {row['jpeg_psnr']} | {row['psnr']} | "
+                     f"{row['jpeg_psnrb']} | {row['psnrb']} |")
+    lines += ["", "Full benchmark and detection numbers: docs/RESULTS.md.", ""]
+    return "\n".join(lines)
