@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .model import DCSCConfig
+from .zoo import DEFAULT_MODEL, MODELS
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +16,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/dcsc-y", help="run folder (checkpoint, logs, weights)")
     p.add_argument("--data", help="folder holding bsds500/ (default: $DCSC_DATA or ../shared/data)")
     m = p.add_argument_group("model (fixed for a run)")
+    m.add_argument("--config", choices=sorted(MODELS),
+                   help="a shipped model's configuration (replaces the flags below)")
     m.add_argument("--channels", choices=("y", "rgb"), default="y")
     m.add_argument("--dilated-features", type=int, default=32)
     m.add_argument("--features", type=int, default=64)
@@ -42,23 +45,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
-    model = DCSCConfig(in_channels=1 if args.channels == "y" else 3,
-                       dilated_features=args.dilated_features, features=args.features,
-                       iterations=args.iterations,
-                       dilations=(1, 1, 1) if args.no_dilation else (1, 2, 4),
-                       unshuffle=args.unshuffle)
+    model = MODELS[args.config] if args.config else DCSCConfig(
+        in_channels=1 if args.channels == "y" else 3, dilated_features=args.dilated_features,
+        features=args.features, iterations=args.iterations,
+        dilations=(1, 1, 1) if args.no_dilation else (1, 2, 4), unshuffle=args.unshuffle)
     cfg = TrainConfig(out=args.out, data=args.data, model=model, qualities=tuple(args.qualities),
                       patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr,
                       loss=args.loss, train_iterations=args.train_iterations,
                       train_images=args.train_images, val_every=args.val_every, val_images=args.val_images,
                       checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,
                       precision=args.precision, device=args.device, seed=args.seed)
-    print(f"weights: {train(cfg, command=shlex.join(['dcsc-preproc', *sys.argv[1:]]))}")
+    print(f"weights: {train(cfg, command=shlex.join(['dcsc-preproc', *args.argv]))}")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from .zoo import DEFAULT_MODEL
-
     p = sub.add_parser("demo", help="compress a photo, de-block it, write before/after images")
     p.add_argument("--image", help="photo to use (default: Ultralytics' bus.jpg)")
     p.add_argument("--quality", type=int, default=10)
@@ -77,8 +77,6 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _add_deblock(sub: argparse._SubParsersAction) -> None:
-    from .zoo import DEFAULT_MODEL
-
     p = sub.add_parser("deblock", help="de-block image files into a folder")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", required=True, help="output folder (PNG files, same names)")
@@ -146,11 +144,14 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
 
 def _ship(args: argparse.Namespace) -> None:
     from .train import model_card, snapshot
-    from .zoo import MODELS, WEIGHTS_DIR
+    from .zoo import WEIGHTS_DIR, load_model
 
     if args.name not in MODELS:
-        raise SystemExit(f"unknown shipped model name {args.name!r}; expected one of {sorted(MODELS)}")
+        raise SystemExit(f"unknown shipped model {args.name!r}; expected one of {sorted(MODELS)}")
     weights = snapshot(args.run, WEIGHTS_DIR / f"{args.name}.safetensors", args.overwrite)
+    if load_model(weights).config != MODELS[args.name]:
+        weights.unlink()
+        raise SystemExit(f"{args.run} does not hold the {args.name} configuration")
     (WEIGHTS_DIR / f"{args.name}.md").write_text(model_card(args.run, args.name))
     print(f"shipped {weights} and its model card")
 
@@ -164,7 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     _add_snapshot(sub)
     _add_ship(sub)
     _add_export(sub)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     {"demo": _demo, "deblock": _deblock, "train": _train,
      "snapshot": _snapshot, "ship": _ship, "export": _export}[args.command](args)
 

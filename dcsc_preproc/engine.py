@@ -6,6 +6,7 @@ Every entry point (transform, frame filter, pipelines, benchmarks) goes through
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,20 @@ def check_image_tensor(x: torch.Tensor) -> None:
     if min(x.shape[-2:]) < MIN_SIZE:
         raise ValueError(f"image {x.shape[-1]}x{x.shape[-2]} is smaller than the "
                          f"{MIN_SIZE}x{MIN_SIZE} minimum (one JPEG block)")
+
+
+def machine(device: torch.device | str = "cpu") -> str:
+    """CPU model (or GPU name) and torch's thread count, for logs, model cards and benchmarks."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {torch.get_num_threads()} threads"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

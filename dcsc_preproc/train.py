@@ -8,10 +8,8 @@ unrolled iterations, learning rate, steps) may change between chunks, the model 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .data import PatchSampler, data_root, list_images, to_uint8_y
-from .engine import Engine
+from .engine import Engine, machine
 from .jpeg import jpeg_roundtrip, read_image
 from .metrics import psnr, psnrb
 from .model import DCSC, DCSCConfig
@@ -94,19 +92,6 @@ def _append_csv(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
-
-
-def machine(device: torch.device) -> str:
-    """CPU model (or GPU name) and thread count, for logs and model cards."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {torch.get_num_threads()} threads"
 
 
 def train(cfg: TrainConfig, command: str | None = None) -> Path:

@@ -16,12 +16,14 @@ from safetensors.torch import load_file, safe_open, save_file
 from .model import DCSC, DCSCConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-#: Shipped models: name -> what it is for. Files live in ``dcsc_preproc/weights/NAME.safetensors``
+#: Shipped models: name -> configuration. Files live in ``dcsc_preproc/weights/NAME.safetensors``
 #: with a model card ``NAME.md`` beside them.
 MODELS = {
-    "dcsc-y": "paper configuration on the Y channel (MATLAB YCbCr), qualities 10-30",
-    "dcsc-rgb": "paper configuration on RGB, qualities 10-30",
-    "dcsc-fast": "fast variant for video and detection: LISTA on 4x4-unshuffled RGB",
+    "dcsc-y": DCSCConfig(),  # the paper's network on the Y channel (MATLAB YCbCr)
+    "dcsc-rgb": DCSCConfig(in_channels=3),  # the paper's network on RGB (its section 3.4)
+    # fast variant for video and detection: LISTA on 4x4-unshuffled RGB
+    "dcsc-fast": DCSCConfig(in_channels=3, unshuffle=4, dilated_features=24, features=48,
+                            iterations=6),
 }
 #: What ``model=None`` means in the transform, frame filter and pipelines: the model that
 #: wins back the most detection mAP per millisecond (see docs/RESULTS.md).

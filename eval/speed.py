@@ -36,7 +36,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -53,21 +52,14 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from ultralytics.utils import ASSETS  # noqa: E402
 
-from dcsc_preproc import (DCSC, DCSCConfig, Engine, array_to_tensor,  # noqa: E402
+from dcsc_preproc import (DCSC, MODELS, DCSCConfig, Engine, array_to_tensor,  # noqa: E402
                           available_models, load_model, rgb_to_y)
-from dcsc_preproc.engine import resolve_precision  # noqa: E402
+from dcsc_preproc.engine import machine, resolve_precision  # noqa: E402
 from dcsc_preproc.export import INPUT_NAME, export_onnx, onnx_session  # noqa: E402
 from pipelines.yolo import load_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DETECTOR = SHARED / "models" / "yolov8n_ovint8_dequant.pt"
-#: Configurations of the shipped models, used when their weights are not installed.
-PROFILES = {
-    "dcsc-y": DCSCConfig(),
-    "dcsc-rgb": DCSCConfig(in_channels=3),
-    "dcsc-fast": DCSCConfig(in_channels=3, unshuffle=4, dilated_features=24, features=48,
-                            iterations=6),
-}
 #: Path name -> Engine keyword arguments (``onnx``: onnxruntime instead of the Engine).
 PATHS: dict[str, dict | None] = {
     "auto": {},
@@ -131,8 +123,8 @@ def peak_gflops(device: torch.device, width: int, height: int, repeats: int,
 
 def load_profile(profile: str) -> tuple[str, DCSC, bool]:
     """Name, model and whether it is a random-init stand-in (shipped weights missing)."""
-    if profile in PROFILES and profile not in available_models():
-        return profile, DCSC.from_config(PROFILES[profile]).eval(), True
+    if profile in MODELS and profile not in available_models():
+        return profile, DCSC.from_config(MODELS[profile]).eval(), True
     return Path(profile).stem if Path(profile).is_file() else profile, load_model(profile), False
 
 
@@ -201,23 +193,12 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
     return records, facts
 
 
-def machine_name(device: torch.device) -> str:
-    """CPU model (from /proc/cpuinfo, else platform), plus the GPU name on CUDA."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return f"{cpu}, {torch.cuda.get_device_name(device)}" if device.type == "cuda" else cpu
-
-
 def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
     """The header (machine, date, peak, caveats) and one table row per record."""
     w, h = facts["peak_size"]
     lines = [
-        f"Speed, {datetime.date.today().isoformat()}: {machine_name(device)}; torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads; device {device}.",
+        f"Speed, {datetime.date.today().isoformat()}: {machine(device)}; torch "
+        f"{torch.__version__}; device {device}.",
         f"Practical peak (dense 64->64 3x3 conv, fp32, {w}x{h}): {facts['peak_gflops']:.1f} "
         f"GFLOP/s. Engine default (precision='auto') here: {facts['auto']}.",
         f"Detector: {facts['detector']} (Ultralytics predict, imgsz 640).",
@@ -248,7 +229,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.speed",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--profiles", nargs="+", default=list(PROFILES),
+    parser.add_argument("--profiles", nargs="+", default=list(MODELS),
                         help="shipped model names or weights files")
     parser.add_argument("--paths", nargs="+", choices=list(PATHS),
                         help=f"default per device: {DEFAULT_PATHS}")

@@ -7,7 +7,8 @@ import json
 import torch
 
 from dcsc_preproc import DCSC, DCSCConfig, save_model
-from eval.speed import PROFILES, flops_per_pixel, main
+from dcsc_preproc import MODELS
+from eval.speed import flops_per_pixel, main
 
 KEYS = {"profile", "iterations", "path", "device", "width", "height", "ms", "mp_per_s",
         "detector_ms", "peak_fraction"}
@@ -25,7 +26,7 @@ def test_flops_per_pixel_paper_config():
 def test_flops_per_pixel_fast_config():
     c = 3 * 4 * 4                      # 4x4-unshuffled RGB: 48 channels per position
     macs = 3 * 9 * c * 24 + 9 * 72 * 48 + 6 * 9 * 48 * 48 + 9 * 48 * c
-    assert flops_per_pixel(PROFILES["dcsc-fast"]) == 2 * macs / 16
+    assert flops_per_pixel(MODELS["dcsc-fast"]) == 2 * macs / 16
 
 
 def test_speed_end_to_end(tmp_path, detector, capsys):

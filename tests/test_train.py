@@ -48,3 +48,21 @@ def test_resume_refuses_other_model(tmp_path, shared):
     _run(tmp_path / "run", 2, shared)
     with pytest.raises(ValueError, match="different model"):
         _run(tmp_path / "run", 4, shared, "--channels", "rgb")
+
+
+def test_model_card_and_ship(tmp_path, shared, monkeypatch):
+    import pytest
+
+    from dcsc_preproc import zoo
+    from dcsc_preproc.train import model_card
+
+    run = tmp_path / "run"
+    _run(run, 4, shared)
+    card = model_card(run, "smoke")
+    assert "steps: 4; patches seen: 8" in card
+    assert "--train-images 4" in card  # the exact command of each chunk
+    assert "| 4 | 10 |" in card  # last validation row: step 4, quality 10
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
+    with pytest.raises(SystemExit, match="does not hold the dcsc-fast configuration"):
+        main(["ship", str(run), "dcsc-fast"])
+    assert not (tmp_path / "weights" / "dcsc-fast.safetensors").exists()
