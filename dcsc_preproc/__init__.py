@@ -9,12 +9,13 @@ from .jpeg import encode_jpeg, jpeg_roundtrip, read_image
 from .metrics import evaluate, psnr, psnrb, ssim
 from .model import DCSC, DCSCConfig
 from .transforms import Deblock
-from .zoo import DEFAULT_MODEL, MODELS, available_models, load_authors_npz, load_model, save_model
+from .zoo import (DEFAULT_MODEL, MODELS, available_models, load_authors_npz, load_model,
+                  model_name, save_model)
 
 __all__ = [
     "DCSC", "DCSCConfig", "DEFAULT_MODEL", "Deblock", "Engine", "FrameFilter", "MODELS",
     "array_to_tensor", "available_models",
-    "data_root", "encode_jpeg", "evaluate", "list_images", "get_deblocker", "jpeg_roundtrip", "load_authors_npz", "load_model", "psnr",
+    "data_root", "encode_jpeg", "evaluate", "list_images", "get_deblocker", "jpeg_roundtrip", "load_authors_npz", "load_model", "model_name", "psnr",
     "psnrb", "read_image", "rgb_to_y", "rgb_to_ycbcr", "save_model", "ssim", "tensor_to_array", "to_uint8_y",
     "ycbcr_to_rgb",
 ]

@@ -85,6 +85,18 @@ class Validator:
                 for q, v in results.items()]
 
 
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Forget log rows written after the checkpoint we resume from (they will be redone)."""
+    if path.exists():
+        rows = _read_csv(path)
+        kept = [r for r in rows if int(r["step"]) <= step]
+        if len(kept) < len(rows):
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(kept)
+
+
 def _append_csv(path: Path, row: dict) -> None:
     new = not path.exists()
     with path.open("a", newline="") as f:
@@ -121,6 +133,8 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         step, wall, seen = ckpt["step"], ckpt["wall"], ckpt["seen"]
+        for log_file in (out / "log.csv", out / "val.csv"):
+            _drop_rows_after(log_file, step)
     for group in optimiser.param_groups:
         group["lr"] = cfg.lr
 

@@ -2,11 +2,17 @@
 
 Nothing here unpickles: safetensors stores the config as JSON metadata, ``.npz`` files are
 read with ``allow_pickle=False``.
+
+Any source may end in ``@R`` (``"dcsc-y@10"``, ``"model.safetensors@6"``) to run R LISTA
+iterations instead of the trained count: S is shared across iterations, so any R works at
+inference.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +42,61 @@ def available_models() -> list[str]:
     return [name for name in MODELS if (WEIGHTS_DIR / f"{name}.safetensors").is_file()]
 
 
+def split_iterations(source: str | Path) -> tuple[str, int | None]:
+    """Split a source into its weights part and the R of an ``@R`` suffix (``None``: none).
+
+    A name that is an existing file is taken whole, so paths containing ``@`` still work.
+
+    Example:
+        >>> split_iterations("dcsc-y@10"), split_iterations("dcsc-y")
+        (('dcsc-y', 10), ('dcsc-y', None))
+        >>> split_iterations("dcsc-y@0")
+        Traceback (most recent call last):
+        ...
+        ValueError: iterations suffix of 'dcsc-y@0' must be a positive integer, got '0'
+    """
+    text = str(source)
+    if "@" not in text or Path(text).is_file():
+        return text, None
+    base, _, suffix = text.rpartition("@")
+    if not re.fullmatch(r"[1-9][0-9]*", suffix):
+        raise ValueError(f"iterations suffix of {text!r} must be a positive integer, "
+                         f"got {suffix!r}")
+    return base, int(suffix)
+
+
+def model_name(source: str | Path) -> str:
+    """The name benchmarks give a source: a shipped name as given, anything else (a weights
+    file, a baseline name) by its file stem, with any ``@R`` suffix kept, so the same model
+    gets the same name in every table and JSON record.
+
+    Example:
+        >>> model_name("dcsc-y@10"), model_name("peers/dcsc_iccv2019_original.npz@10")
+        ('dcsc-y@10', 'dcsc_iccv2019_original@10')
+    """
+    base, iterations = split_iterations(source)
+    name = base if base in MODELS else Path(base).stem
+    return name if iterations is None else f"{name}@{iterations}"
+
+
+def resolve_source(source: str | Path) -> tuple[Path, int | None]:
+    """The weights file of a shipped name or path and the R of its ``@R`` suffix (``None``:
+    none); raises if there is no such file."""
+    base, iterations = split_iterations(source)
+    if base in MODELS:
+        path = WEIGHTS_DIR / f"{base}.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"shipped model {base!r} is not installed ({path})")
+        return path, iterations
+    if not Path(base).is_file():
+        raise ValueError(f"unknown weights {base!r}: not a file, and not one of {sorted(MODELS)}")
+    return Path(base), iterations
+
+
 def load_model(source: str | Path | DCSC, device: str | torch.device | None = None) -> DCSC:
     """Return a DCSC in eval mode from a shipped name, a ``.safetensors`` or an authors' ``.npz``.
+
+    A source ending in ``@R`` gets ``config.iterations == R`` (the Engine runs R iterations).
 
     Example:
         >>> load_model("no-such-model")
@@ -46,22 +105,16 @@ def load_model(source: str | Path | DCSC, device: str | torch.device | None = No
         ValueError: unknown weights 'no-such-model': not a file, and not one of ...
     """
     if isinstance(source, DCSC):
-        model = source
+        return source.to(device).eval()
+    path, iterations = resolve_source(source)
+    if path.suffix == ".safetensors":
+        model = _load_safetensors(path)
+    elif path.suffix == ".npz":
+        model = load_authors_npz(path)
     else:
-        path = Path(source)
-        if str(source) in MODELS:
-            path = WEIGHTS_DIR / f"{source}.safetensors"
-            if not path.is_file():
-                raise FileNotFoundError(f"shipped model {source!r} is not installed ({path})")
-        elif not path.is_file():
-            raise ValueError(f"unknown weights {str(source)!r}: not a file, and not one of "
-                             f"{sorted(MODELS)}")
-        if path.suffix == ".safetensors":
-            model = _load_safetensors(path)
-        elif path.suffix == ".npz":
-            model = load_authors_npz(path)
-        else:
-            raise ValueError(f"unsupported weights file {path}: expected .safetensors or .npz")
+        raise ValueError(f"unsupported weights file {path}: expected .safetensors or .npz")
+    if iterations is not None:
+        model.config = replace(model.config, iterations=iterations)
     return model.to(device).eval()
 
 

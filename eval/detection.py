@@ -7,8 +7,10 @@ imgsz 640, conf 0.001, NMS IoU 0.7, max_det 300; classes to COCO ids with the st
 map; pycocotools bbox evaluation restricted to the evaluated image ids.
 
 JPEG files and de-blocked PNGs are cached under ``--cache`` (de-blocked ones keyed by de-blocker,
-quality and image id), so adding a de-blocker re-runs only that one. De-block time is the mean
-over images computed in this run (``null`` when all came from the cache).
+quality and image id), so adding a de-blocker re-runs only that one. A DCSC de-blocker's key is
+its name (with any ``@R`` suffix: ``dcsc-fast@3`` runs R=3 LISTA iterations) plus a hash of its
+weights file, so retrained weights or another R never reuse cached images. De-block time is the
+mean over images computed in this run (``null`` when all came from the cache).
 
     python -m eval.detection --limit 100 --qualities 10 20 --deblock nlm dcsc-fast \\
         --json results/detection.json --plot results/detection.png
@@ -39,7 +41,9 @@ from tqdm import tqdm  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 from ultralytics.data.converter import coco80_to_coco91_class  # noqa: E402
 
-from dcsc_preproc import encode_jpeg, get_deblocker, read_image  # noqa: E402
+from dcsc_preproc import encode_jpeg, get_deblocker, model_name, read_image  # noqa: E402
+from dcsc_preproc.baselines import BASELINES  # noqa: E402
+from dcsc_preproc.zoo import resolve_source  # noqa: E402
 from pipelines.yolo import load_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -54,17 +58,13 @@ COCO91 = coco80_to_coco91_class()
 STATS = {"map": 0, "map50": 1, "map_small": 3, "map_medium": 4, "map_large": 5}
 
 
-def deblocker_name(source: str | Path) -> str:
-    """Name in tables: a baseline or shipped model name as given, a weights file by its stem."""
-    return Path(source).stem if Path(source).is_file() else str(source)
-
-
 def cache_key(source: str | Path) -> str:
-    """Cache folder of a de-blocker: its name, plus a content hash for a weights file."""
-    path = Path(source)
-    if not path.is_file():
+    """Cache folder of a de-blocker: a baseline's name, or a DCSC's :func:`model_name` (which
+    keeps ``@R``) plus a hash of its weights file (shipped or not)."""
+    if str(source) in BASELINES:
         return str(source)
-    return f"{path.stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:10]}"
+    path, _ = resolve_source(source)
+    return f"{model_name(source)}-{hashlib.sha256(path.read_bytes()).hexdigest()[:10]}"
 
 
 def condition_name(record: dict) -> str:
@@ -158,9 +158,10 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
     """Evaluate original, JPEG at each quality and JPEG + each de-blocker; one record each.
 
     ``deblockers`` are baseline names (``nlm``, ``bilateral``) or anything ``load_model``
-    accepts. Records hold ``quality`` (``None``: original), ``deblocker`` (name, ``None``: none),
-    ``map``, ``map50``, ``map_small``, ``map_medium``, ``map_large``, ``images``, and mean
-    seconds per image ``deblock_s`` and ``detect_s``.
+    accepts (``@R`` included), named by :func:`model_name`. Records hold ``quality``
+    (``None``: original), ``deblocker`` (name, ``None``: none), ``map``, ``map50``,
+    ``map_small``, ``map_medium``, ``map_large``, ``images``, and mean seconds per image
+    ``deblock_s`` and ``detect_s``.
     """
     model = load_detector(detector)
     with redirect_stdout(io.StringIO()):
@@ -178,7 +179,7 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
     records = []
     conditions = [(None, None)] + [(q, d) for q in qualities for d in (None, *deblockers)]
     for quality, source in conditions:
-        name = None if source is None else deblocker_name(source)
+        name = None if source is None else model_name(source)
         record = {"quality": quality, "deblocker": name}
         detections, deblock_times, detect_times = [], [], []
         for image_id in tqdm(image_ids, desc=condition_name(record), file=sys.stderr):
@@ -245,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--detector", type=Path, default=DETECTOR, help="Ultralytics weights path")
     parser.add_argument("--qualities", type=int, nargs="+", default=[10, 20, 30])
     parser.add_argument("--deblock", action="extend", nargs="+", default=[], metavar="MODEL",
-                        help="nlm, bilateral, a shipped model name, .safetensors or authors' .npz")
+                        help="nlm, bilateral, a shipped model name, .safetensors or authors' "
+                             ".npz, optionally with @R for R LISTA iterations")
     parser.add_argument("--limit", type=int, default=None, help="first N images by id")
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--plot", type=Path, help="write the mAP-quality plot (PNG) here")

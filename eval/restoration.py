@@ -7,7 +7,11 @@ is floored to uint8 as in the authors' test code; metrics on Y, 0-255, no border
 averaged over the images. RGB models get the colour image JPEG-compressed in colour (4:2:0)
 and are scored on the Y of their output.
 
-    python -m eval.restoration --weights dcsc-y --sets classic5 live1 --qualities 10 20 --errata
+A weights argument may end in ``@R`` to run R LISTA iterations (``dcsc-y@10``); its rows are
+named by :func:`~dcsc_preproc.zoo.model_name` (``dcsc-y@10``, a file by its stem plus ``@R``).
+
+    python -m eval.restoration --weights dcsc-y dcsc-y@10 --sets classic5 live1 \\
+        --qualities 10 20 --errata
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dcsc_preproc import MODELS, Engine, jpeg_roundtrip, read_image
+from dcsc_preproc import Engine, jpeg_roundtrip, model_name, read_image
 from dcsc_preproc.data import data_root, list_images, to_uint8_y
 from dcsc_preproc.engine import PRECISIONS
 from dcsc_preproc.metrics import evaluate
@@ -59,29 +63,22 @@ ERRATA: dict[tuple[str, int], dict[str, tuple[float, float, float]]] = {
 ERRATA_STEMS = {"dcsc_iccv2019_original": "ICCV'19", "dcsc_updated_2020": "2020"}
 
 
-def method_name(weights: str | Path) -> str:
-    """Row name for a weights argument: the shipped model name, else the file stem."""
-    return str(weights) if str(weights) in MODELS else Path(weights).stem
-
-
 def benchmark(weights: Sequence[str | Path], sets: Sequence[str] = tuple(SETS),
               qualities: Sequence[int] = QUALITIES, data: str | Path | None = None,
-              limit: int | None = None, iterations: int | None = None,
-              precision: str = "fp32", device: str | None = None) -> list[dict]:
+              limit: int | None = None, precision: str = "fp32",
+              device: str | None = None) -> list[dict]:
     """Mean metrics per (set, quality, method), one record each, JPEG input rows first.
 
     Each JPEG input is made once per image and quality and fed to every model. ``limit``
-    keeps the first N images of each set (sorted by name); ``iterations`` overrides the
-    models' LISTA iteration count.
+    keeps the first N images of each set (sorted by name).
     """
     unknown = [s for s in sets if s not in SETS]
     if unknown:
         raise ValueError(f"unknown sets {unknown}; expected some of {list(SETS)}")
-    names = [method_name(w) for w in weights]
+    names = [model_name(w) for w in weights]
     if len(set(names)) != len(names) or {JPEG, JPEG_RGB} & set(names):
         raise ValueError(f"method names must be unique and not {JPEG!r}/{JPEG_RGB!r}: {names}")
-    engines = {n: Engine(w, device=device, precision=precision, iterations=iterations)
-               for n, w in zip(names, weights)}
+    engines = {n: Engine(w, device=device, precision=precision) for n, w in zip(names, weights)}
     rgb = {n for n, e in engines.items() if e.model.config.in_channels == 3}
     methods = [JPEG, JPEG_RGB, *names] if rgb else [JPEG, *names]
     root = data_root(data)
@@ -176,21 +173,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m eval.restoration",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--weights", nargs="+", required=True,
-                   help="shipped model names, .safetensors or authors' .npz files")
+                   help="shipped model names, .safetensors or authors' .npz files, each "
+                        "optionally with @R for R LISTA iterations")
     p.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     p.add_argument("--qualities", nargs="+", type=int, default=list(QUALITIES))
     p.add_argument("--data", help="folder holding classic5/, live1/, bsds500/ "
                                   "(default: $DCSC_DATA, else ../shared/data)")
     p.add_argument("--json", type=Path, help="write the records to this JSON file")
     p.add_argument("--limit", type=int, help="first N images of each set (for quick checks)")
-    p.add_argument("--iterations", type=int, help="override the models' LISTA iterations")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--errata", action="store_true",
                    help="add the DCSC errata values and the difference to them")
     args = p.parse_args(argv)
     records = benchmark(args.weights, args.sets, args.qualities, args.data, args.limit,
-                        args.iterations, args.precision, args.device)
+                        args.precision, args.device)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Speed benchmark: ms per frame of each de-blocking path next to the detector it feeds.
 
-For each profile x inference iterations R x path x frame size, in one run on one machine:
+For each profile x path x frame size, in one run on one machine:
 median ms per frame over ``--repeats`` timed calls after ``--warmup`` untimed ones, megapixels
 per second, GFLOP/s from the model's analytic FLOPs (:func:`flops_per_pixel`) and its fraction
 of the machine's practical peak. That peak is a dense 64->64 3x3 fp32 convolution on a
@@ -17,15 +17,16 @@ The frame is Ultralytics' bundled ``bus.jpg`` resized to each size. Torch paths 
 ``Engine.restore_array`` on the RGB uint8 frame (what users get: colour conversion, padding,
 tiling, clamping). ``onnx`` times the exported graph in onnxruntime (CPU) on the model's float
 input (RGB, or Y for a Y model), whole frame, no tiling. A profile is a shipped name or a weights
-file; a shipped name whose weights are not installed is timed as a random-init model of its
-configuration (timing does not depend on weights) and the output says so. ``--iterations``
-adds rows for fewer LISTA iterations than a profile's R (S is shared, so R can change at
-inference), for the quality/speed trade-off.
+file, optionally with ``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can
+change at inference), named by :func:`~dcsc_preproc.zoo.model_name` as in the other benchmarks.
+A shipped name whose weights are not installed is timed as a random-init model of its
+configuration (timing does not depend on weights) and the output says so.
 
 The paper profiles cost about 3 MFLOP per pixel (seconds per 640x480 frame on a CPU); time them
 at 1920x1080 in a run of their own with ``--repeats 1 --warmup 0``:
 
     python -m eval.speed --json results/speed.json
+    python -m eval.speed --profiles dcsc-fast@3 dcsc-y@10 --json results/speed_r.json
     python -m eval.speed --profiles dcsc-y dcsc-rgb --sizes 1920x1080 --repeats 1 --warmup 0 \\
         --json results/speed_paper_1080p.json
 """
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before Ultralytics is imported: it checks at import
@@ -53,9 +55,10 @@ from torch import nn  # noqa: E402
 from ultralytics.utils import ASSETS  # noqa: E402
 
 from dcsc_preproc import (DCSC, MODELS, DCSCConfig, Engine, array_to_tensor,  # noqa: E402
-                          available_models, load_model, rgb_to_y)
+                          available_models, load_model, model_name, rgb_to_y)
 from dcsc_preproc.engine import machine, resolve_precision  # noqa: E402
 from dcsc_preproc.export import INPUT_NAME, export_onnx, onnx_session  # noqa: E402
+from dcsc_preproc.zoo import split_iterations  # noqa: E402
 from pipelines.yolo import load_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -78,13 +81,14 @@ DEFAULT_PATHS = {
 }
 
 
-def flops_per_pixel(config: DCSCConfig, iterations: int | None = None) -> float:
-    """Convolution FLOPs (2 x multiply-accumulates) per input pixel for ``iterations`` R.
+def flops_per_pixel(config: DCSCConfig) -> float:
+    """Convolution FLOPs (2 x multiply-accumulates) per input pixel.
 
-    Counts the dilated convolutions, G, R applications of S and the reconstruction, at
-    ``H/unshuffle x W/unshuffle`` positions; biases, ReLUs and shuffles are left out.
+    Counts the dilated convolutions, G, ``config.iterations`` applications of S and the
+    reconstruction, at ``H/unshuffle x W/unshuffle`` positions; biases, ReLUs and shuffles are
+    left out.
     """
-    r = config.iterations if iterations is None else iterations
+    r = config.iterations
     c = config.in_channels * config.unshuffle**2
     dilated = len(config.dilations) * config.dilated_features
     macs = 9 * (dilated * c + dilated * config.features + r * config.features**2
@@ -122,10 +126,17 @@ def peak_gflops(device: torch.device, width: int, height: int, repeats: int,
 
 
 def load_profile(profile: str) -> tuple[str, DCSC, bool]:
-    """Name, model and whether it is a random-init stand-in (shipped weights missing)."""
-    if profile in MODELS and profile not in available_models():
-        return profile, DCSC.from_config(MODELS[profile]).eval(), True
-    return Path(profile).stem if Path(profile).is_file() else profile, load_model(profile), False
+    """Name, model and whether it is a random-init stand-in (shipped weights missing).
+
+    The stand-in of ``NAME@R`` is a random-init model of ``MODELS[NAME]`` with R iterations.
+    """
+    base, iterations = split_iterations(profile)
+    if base in MODELS and base not in available_models():
+        config = MODELS[base]
+        if iterations is not None:
+            config = replace(config, iterations=iterations)
+        return model_name(profile), DCSC.from_config(config).eval(), True
+    return model_name(profile), load_model(profile), False
 
 
 def bench_frame(width: int, height: int) -> np.ndarray:
@@ -134,14 +145,12 @@ def bench_frame(width: int, height: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def onnx_timer(model: DCSC, iterations: int, rgb: np.ndarray,
-               folder: Path) -> Callable[[], object]:
-    """A call running the exported model in onnxruntime on the model's float input."""
+def onnx_timer(model: DCSC, rgb: np.ndarray, folder: Path) -> Callable[[], object]:
+    """A call running the exported model (R of its config) in onnxruntime on its float input."""
     h, w = rgb.shape[:2]
     if h % model.multiple or w % model.multiple:
         raise ValueError(f"onnx path: {w}x{h} is not a multiple of {model.multiple}")
-    path = export_onnx(model, folder / f"model_r{iterations}.onnx", overwrite=True,
-                       iterations=iterations)
+    path = export_onnx(model, folder / "model.onnx", overwrite=True)
     session = onnx_session(path)
     x = array_to_tensor(rgb)
     if model.config.in_channels == 1:
@@ -151,8 +160,8 @@ def onnx_timer(model: DCSC, iterations: int, rgb: np.ndarray,
 
 
 def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tuple[int, int]],
-              repeats: int, warmup: int, iterations: Sequence[int], detector: Path,
-              device: torch.device) -> tuple[list[dict], dict]:
+              repeats: int, warmup: int, detector: Path, device: torch.device
+              ) -> tuple[list[dict], dict]:
     """Time everything; returns the records and facts about the run (for the table header)."""
     frames = {size: bench_frame(*size) for size in sizes}
     threads = torch.get_num_threads()
@@ -170,23 +179,22 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
             name, model, random = load_profile(profile)
             if random:
                 random_init.append(name)
-            r_default = model.config.iterations
-            for r in [r_default] + sorted({r for r in iterations if r < r_default}, reverse=True):
-                for path in paths:
-                    for (w, h), frame in frames.items():
-                        rgb = np.ascontiguousarray(frame[..., ::-1])
-                        if PATHS[path] is None:
-                            fn, where = onnx_timer(model, r, rgb, Path(tmp)), "cpu"
-                        else:
-                            engine = Engine(model, device=device, iterations=r, **PATHS[path])
-                            fn, where = (lambda: engine.restore_array(rgb)), device.type
-                        ms = median_ms(fn, repeats, warmup)
-                        gflops = flops_per_pixel(model.config, r) * w * h / ms / 1e6
-                        records.append({
-                            "profile": name, "iterations": r, "path": path, "device": where,
-                            "width": w, "height": h, "ms": ms, "mp_per_s": w * h / ms / 1e3,
-                            "detector_ms": detector_ms[(w, h)], "peak_fraction": gflops / peak})
-                        print(f"{name} R={r} {path} {w}x{h}: {ms:.1f} ms", file=sys.stderr)
+            for path in paths:
+                for (w, h), frame in frames.items():
+                    rgb = np.ascontiguousarray(frame[..., ::-1])
+                    if PATHS[path] is None:
+                        fn, where = onnx_timer(model, rgb, Path(tmp)), "cpu"
+                    else:
+                        engine = Engine(model, device=device, **PATHS[path])
+                        fn, where = (lambda: engine.restore_array(rgb)), device.type
+                    ms = median_ms(fn, repeats, warmup)
+                    gflops = flops_per_pixel(model.config) * w * h / ms / 1e6
+                    records.append({
+                        "profile": name, "iterations": model.config.iterations, "path": path,
+                        "device": where, "width": w, "height": h, "ms": ms,
+                        "mp_per_s": w * h / ms / 1e3, "detector_ms": detector_ms[(w, h)],
+                        "peak_fraction": gflops / peak})
+                    print(f"{name} {path} {w}x{h}: {ms:.1f} ms", file=sys.stderr)
     auto = resolve_precision("auto", device)
     facts = {"peak_gflops": peak, "peak_size": largest, "random_init": random_init,
              "auto": f"{auto}, channels_last", "detector": detector.name}
@@ -230,15 +238,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.speed",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--profiles", nargs="+", default=list(MODELS),
-                        help="shipped model names or weights files")
+                        help="shipped model names or weights files, each optionally with @R "
+                             "for R LISTA iterations")
     parser.add_argument("--paths", nargs="+", choices=list(PATHS),
                         help=f"default per device: {DEFAULT_PATHS}")
     parser.add_argument("--sizes", nargs="+", type=parse_size,
                         default=[(640, 480), (1920, 1080)], help="WIDTHxHEIGHT")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--iterations", type=int, nargs="+", default=[],
-                        help="also time these R where smaller than a profile's own")
     parser.add_argument("--detector", type=Path, default=DETECTOR, help="Ultralytics weights path")
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--device", choices=("cpu", "cuda"),
@@ -249,8 +256,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = torch.device(args.device)
 
     records, facts = benchmark(args.profiles, args.paths or DEFAULT_PATHS[device.type],
-                               args.sizes, args.repeats, args.warmup, args.iterations,
-                               args.detector, device)
+                               args.sizes, args.repeats, args.warmup, args.detector, device)
     print(markdown(records, facts, device))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ def coco_dev(shared: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def run(coco_dev: Path, detector: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One CLI run on 3 images at q10 with a tiny random DCSC and NLM."""
+    """One CLI run on 3 images at q10 with a tiny random DCSC (R = 2 and 1) and NLM."""
     tmp = tmp_path_factory.mktemp("detection")
     torch.manual_seed(0)
     weights = save_model(DCSC(in_channels=3, dilated_features=8, features=16, iterations=2),
@@ -39,17 +39,19 @@ def run(coco_dev: Path, detector: Path, tmp_path_factory: pytest.TempPathFactory
     with redirect_stdout(stdout):
         detection.main(["--images", str(coco_dev / "images"),
                         "--annotations", str(coco_dev / "instances.json"),
-                        "--detector", str(detector), "--qualities", "10", "--deblock", str(weights),
-                        "--deblock", "nlm", "--limit", str(LIMIT), "--json", str(tmp / "r.json"),
-                        "--plot", str(tmp / "r.png"), "--cache", str(tmp / "cache"), "--device", "cpu"])
-    return {"tmp": tmp, "stdout": stdout.getvalue(),
+                        "--detector", str(detector), "--qualities", "10",
+                        "--deblock", str(weights), f"{weights}@1", "--deblock", "nlm",
+                        "--limit", str(LIMIT), "--json", str(tmp / "r.json"),
+                        "--plot", str(tmp / "r.png"), "--cache", str(tmp / "cache"),
+                        "--device", "cpu"])
+    return {"tmp": tmp, "weights": weights, "stdout": stdout.getvalue(),
             "records": json.loads((tmp / "r.json").read_text())}
 
 
 def test_records_table_and_plot(run: dict) -> None:
     records = run["records"]
     assert [(r["quality"], r["deblocker"]) for r in records] == [
-        (None, None), (10, None), (10, "tiny"), (10, "nlm")]
+        (None, None), (10, None), (10, "tiny"), (10, "tiny@1"), (10, "nlm")]
     for r in records:
         assert set(r) == KEYS
         assert r["images"] == LIMIT
@@ -61,6 +63,17 @@ def test_records_table_and_plot(run: dict) -> None:
     assert lines[0].startswith("| condition | mAP50-95 |") and len(lines) == 2 + len(records)
     assert lines[-1].startswith("| JPEG q10 + nlm |")
     assert (run["tmp"] / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cache_keys_separate_iterations(run: dict) -> None:
+    """Each R of a weights file gets its own cache folder, named with R and the file's hash."""
+    weights = run["weights"]
+    key, key_r1 = detection.cache_key(weights), detection.cache_key(f"{weights}@1")
+    assert key.startswith("tiny-") and key_r1.startswith("tiny@1-")
+    assert key.split("-")[-1] == key_r1.split("-")[-1]  # the same weights file hash
+    folders = {p.name for p in (run["tmp"] / "cache" / "deblocked").iterdir()}
+    assert folders == {key, key_r1, "nlm"}
+    assert detection.cache_key("dcsc-fast@3").startswith("dcsc-fast@3-")  # shipped: hashed too
 
 
 def test_original_map_matches_direct_computation(run: dict, coco_dev: Path,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from dcsc_preproc import DCSC, DCSCConfig, load_model, read_image, save_model
-from dcsc_preproc.zoo import read_metadata
+from dcsc_preproc import (DCSC, MODELS, DCSCConfig, Engine, available_models, load_model,
+                          model_name, save_model)
+from dcsc_preproc.zoo import read_metadata, split_iterations
 
 
 def test_paper_parameter_count():
@@ -87,3 +90,47 @@ def test_load_errors(tmp_path):
 def test_config_json_roundtrip():
     cfg = DCSCConfig(dilations=(1, 1, 1), unshuffle=4)
     assert DCSCConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_iterations_suffix_on_safetensors(tmp_path):
+    torch.manual_seed(0)
+    model = DCSC(dilated_features=4, features=8, iterations=5)
+    path = save_model(model, tmp_path / "m.safetensors")
+    loaded = load_model(f"{path}@2")
+    assert loaded.config == replace(model.config, iterations=2)
+    assert load_model(path).config.iterations == 5
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x, iterations=2))
+    assert Engine(f"{path}@2", device="cpu").iterations == 2  # the Engine uses the config's R
+
+
+def test_iterations_suffix_on_shipped_name_and_npz(authors_npz):
+    assert load_model(f"{authors_npz}@10").config.iterations == 10
+    name = available_models()[0]
+    assert load_model(f"{name}@3").config == replace(MODELS[name], iterations=3)
+    assert MODELS[name].iterations != 3  # the registry's frozen config is untouched
+
+
+def test_file_name_containing_at_is_taken_whole(tmp_path):
+    path = save_model(DCSC(dilated_features=4, features=8, iterations=2),
+                      tmp_path / "a@7.safetensors")
+    assert split_iterations(path) == (str(path), None)
+    assert load_model(path).config.iterations == 2
+    assert load_model(f"{path}@3").config.iterations == 3
+
+
+@pytest.mark.parametrize("source", ["dcsc-y@x", "dcsc-y@0", "dcsc-y@", "dcsc-y@-1",
+                                    "dcsc-y@1.5", "dcsc-y@05", "nope.safetensors@ 3"])
+def test_bad_iterations_suffix(source):
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        load_model(source)
+
+
+def test_model_name():
+    assert model_name("dcsc-y") == "dcsc-y"
+    assert model_name("dcsc-y@10") == "dcsc-y@10"
+    assert model_name("peers/dcsc_iccv2019_original.npz") == "dcsc_iccv2019_original"
+    assert model_name("peers/dcsc_iccv2019_original.npz@10") == "dcsc_iccv2019_original@10"
+    assert model_name(Path("runs/x/tiny.safetensors")) == "tiny"
+    assert model_name("nlm") == "nlm"

@@ -36,18 +36,22 @@ def test_main_writes_json_and_markdown(shared: Path, tmp_path: Path, capsys) -> 
     rgb_model = save_model(DCSC(in_channels=3, dilated_features=4, features=4, iterations=2),
                            tmp_path / "tiny_rgb.safetensors")
     out = tmp_path / "out" / "restoration.json"
-    main(["--weights", str(y_model), str(rgb_model), "--sets", "classic5", "live1",
+    main(["--weights", str(y_model), f"{y_model}@1", str(rgb_model), "--sets", "classic5", "live1",
           "--qualities", "10", "--limit", "1", "--data", str(shared / "data"),
           "--device", "cpu", "--json", str(out), "--errata"])
     records = json.loads(out.read_text())
     assert [(r["set"], r["method"], r["input"]) for r in records] == [
         (s, m, i) for s in ("classic5", "live1") for m, i in
-        (("jpeg", "y"), ("jpeg-rgb", "rgb"), ("dcsc_iccv2019_original", "y"), ("tiny_rgb", "rgb"))]
+        (("jpeg", "y"), ("jpeg-rgb", "rgb"), ("dcsc_iccv2019_original", "y"),
+                         ("dcsc_iccv2019_original@1", "y"), ("tiny_rgb", "rgb"))]
     assert all(set(r) == RECORD_KEYS and r["quality"] == 10 and r["images"] == 1 for r in records)
     text = capsys.readouterr().out
     assert text == markdown(records, errata=True)
     assert "### Classic5" in text and "### LIVE1" in text and "errata ICCV'19" in text
     assert "SSIM with a uniform 8x8 window" in text and "4:2:0" in text
+    # The errata hold for the authors' R only: no difference column on the @1 row.
+    rows = [line for line in text.splitlines() if "`dcsc_iccv2019_original@1`" in line]
+    assert len(rows) == 2 and all(row.endswith(" |  |") for row in rows)
 
 
 def test_authors_iccv2019_weights_reproduce_errata(shared: Path, authors_npz: Path) -> None:

@@ -6,8 +6,7 @@ import json
 
 import torch
 
-from dcsc_preproc import DCSC, DCSCConfig, save_model
-from dcsc_preproc import MODELS
+from dcsc_preproc import DCSC, MODELS, DCSCConfig, available_models, save_model
 from eval.speed import flops_per_pixel, main
 
 KEYS = {"profile", "iterations", "path", "device", "width", "height", "ms", "mp_per_s",
@@ -20,7 +19,7 @@ def test_flops_per_pixel_paper_config():
     s = 40 * (3 * 3 * 64 * 64)         # S applied R = 40 times: 64 -> 64
     recon = 3 * 3 * 64 * 1             # reconstruction: 64 -> 1
     assert flops_per_pixel(DCSCConfig()) == 2 * (dilated + g + s + recon) == 3_062_592
-    assert flops_per_pixel(DCSCConfig(), iterations=0) == 2 * (dilated + g + recon)
+    assert flops_per_pixel(DCSCConfig(iterations=0)) == 2 * (dilated + g + recon)
 
 
 def test_flops_per_pixel_fast_config():
@@ -34,15 +33,19 @@ def test_speed_end_to_end(tmp_path, detector, capsys):
     weights = save_model(DCSC(in_channels=3, unshuffle=4, dilated_features=8, features=16,
                               iterations=2), tmp_path / "tiny.safetensors")
     out = tmp_path / "speed.json"
-    main(["--profiles", str(weights), "--paths", "fp32", "bf16_channels_last", "onnx",
-          "--sizes", "64x48", "--repeats", "1", "--warmup", "0", "--iterations", "1", "5",
-          "--detector", str(detector), "--json", str(out), "--device", "cpu"])
+    # dcsc-rgb is not shipped: "dcsc-rgb@1" is its random-init stand-in with R = 1.
+    assert "dcsc-rgb" not in available_models()
+    main(["--profiles", str(weights), f"{weights}@5", "dcsc-rgb@1",
+          "--paths", "fp32", "bf16_channels_last", "onnx", "--sizes", "64x48",
+          "--repeats", "1", "--warmup", "0", "--detector", str(detector), "--json", str(out),
+          "--device", "cpu"])
     records = json.loads(out.read_text())
-    assert len(records) == 2 * 3  # R = 2 and 1 (5 is not fewer) x three paths
     assert all(set(r) == KEYS for r in records)
-    assert {(r["iterations"], r["path"]) for r in records} == {
-        (r, p) for r in (2, 1) for p in ("fp32", "bf16_channels_last", "onnx")}
-    assert all(r["profile"] == "tiny" and (r["width"], r["height"]) == (64, 48) for r in records)
+    assert [(r["profile"], r["iterations"], r["path"]) for r in records] == [
+        (name, r, p) for name, r in (("tiny", 2), ("tiny@5", 5), ("dcsc-rgb@1", 1))
+        for p in ("fp32", "bf16_channels_last", "onnx")]
+    assert all((r["width"], r["height"]) == (64, 48) for r in records)
     assert all(r["ms"] > 0 and r["detector_ms"] > 0 and r["peak_fraction"] > 0 for r in records)
     table = capsys.readouterr().out
     assert "| profile |" in table and "GFLOP/s" in table
+    assert "Random-init stand-ins (weights not installed): dcsc-rgb@1." in table

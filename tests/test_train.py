@@ -66,3 +66,15 @@ def test_model_card_and_ship(tmp_path, shared, monkeypatch):
     with pytest.raises(SystemExit, match="does not hold the dcsc-fast configuration"):
         main(["ship", str(run), "dcsc-fast"])
     assert not (tmp_path / "weights" / "dcsc-fast.safetensors").exists()
+
+
+def test_resume_forgets_log_rows_after_the_checkpoint(tmp_path, shared):
+    _run(tmp_path / "run", 4, shared)
+    log = tmp_path / "run" / "val.csv"
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    with open(log, "a", newline="") as f:  # as if a run died after step 5's log, before its checkpoint
+        csv.DictWriter(f, fieldnames=list(rows[0])).writerow({**rows[-1], "step": 5})
+    _run(tmp_path / "run", 8, shared)
+    with open(log) as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [4, 8]
