@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .colour import rgb_to_y
+from .engine import array_to_tensor
 from .jpeg import jpeg_roundtrip, read_image
 
 ALIGN = 16
@@ -85,16 +86,10 @@ class PatchSampler:
                 a, b = np.rot90(a, k), np.rot90(b, k)
                 if flip:
                     a, b = a[:, ::-1], b[:, ::-1]
-            inputs.append(_to_tensor(a))
-            targets.append(_to_tensor(b))
+            inputs.append(array_to_tensor(np.ascontiguousarray(a))[0])
+            targets.append(array_to_tensor(np.ascontiguousarray(b))[0])
         return torch.stack(inputs), torch.stack(targets)
 
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
-
-
-def _to_tensor(a: np.ndarray) -> torch.Tensor:
-    a = np.ascontiguousarray(a)
-    t = torch.from_numpy(a).float().div_(255)
-    return t[None] if t.dim() == 2 else t.permute(2, 0, 1)
