@@ -30,6 +30,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch", type=int, default=10)
     t.add_argument("--steps", type=int, default=100_000, help="stop at this total step")
     t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--decay-to", type=float,
+                   help="cosine-decay the learning rate over this chunk, down to this at --steps")
     t.add_argument("--loss", choices=("mae", "mse"), default="mae")
     t.add_argument("--train-iterations", type=int, help="unrolled R while training (default: --iterations)")
     t.add_argument("--train-images", type=int, help="use only the first N training images (smoke runs)")
@@ -50,7 +52,7 @@ def _train(args: argparse.Namespace) -> None:
         features=args.features, iterations=args.iterations,
         dilations=(1, 1, 1) if args.no_dilation else (1, 2, 4), unshuffle=args.unshuffle)
     cfg = TrainConfig(out=args.out, data=args.data, model=model, qualities=tuple(args.qualities),
-                      patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr,
+                      patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr, decay_to=args.decay_to,
                       loss=args.loss, train_iterations=args.train_iterations,
                       train_images=args.train_images, val_every=args.val_every, val_images=args.val_images,
                       checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class TrainConfig:
     batch: int = 10
     steps: int = 100_000
     lr: float = 1e-4
+    decay_to: float | None = None
     loss: str = "mae"
     train_iterations: int | None = None
     train_images: int | None = None
@@ -58,6 +60,21 @@ def _precision(name: str, device: torch.device) -> torch.dtype | None:
             return torch.bfloat16
         return None
     return {"fp32": None, "bf16": torch.bfloat16}[name]
+
+
+def learning_rate(cfg: TrainConfig, first_step: int, step: int) -> float:
+    """``cfg.lr``, or with ``cfg.decay_to`` a cosine from ``cfg.lr`` at this chunk's first
+    step down to ``cfg.decay_to`` at ``cfg.steps`` (a short final chunk settles the weights).
+
+    Example:
+        >>> cfg = TrainConfig(lr=1e-4, decay_to=1e-6, steps=300)
+        >>> [round(learning_rate(cfg, 100, s), 8) for s in (100, 200, 300)]
+        [0.0001, 5.05e-05, 1e-06]
+    """
+    if cfg.decay_to is None or step >= cfg.steps:
+        return cfg.lr if cfg.decay_to is None else cfg.decay_to
+    progress = (step - first_step) / max(cfg.steps - first_step, 1)
+    return cfg.decay_to + (cfg.lr - cfg.decay_to) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class Validator:
@@ -119,12 +136,16 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         raise ValueError(f"loss must be 'mae' or 'mse', got {cfg.loss!r}")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = DCSC.from_config(cfg.model).to(device)
+    layout = torch.contiguous_format
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its kernels
+        layout = torch.channels_last  # what cuDNN's bf16 kernels want
+    model = DCSC.from_config(cfg.model).to(device, memory_format=layout)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, wall, seen = 0, 0.0, 0
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if DCSCConfig.from_dict(ckpt["model_config"]) != cfg.model:
             raise ValueError(f"{ckpt_path} holds a different model "
                              f"({ckpt['model_config']}); use another --out")
@@ -135,8 +156,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         step, wall, seen = ckpt["step"], ckpt["wall"], ckpt["seen"]
         for log_file in (out / "log.csv", out / "val.csv"):
             _drop_rows_after(log_file, step)
-    for group in optimiser.param_groups:
-        group["lr"] = cfg.lr
+    first_step = step
 
     def save_checkpoint() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
@@ -162,21 +182,30 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         f.write(json.dumps({"start_step": step, "command": command, "settings": settings,
                             "machine": machine(device), "started": started}) + "\n")
 
-    def log(step: int, losses: list[float]) -> None:
+    def log(step: int, losses: list[torch.Tensor]) -> float:
+        loss = torch.stack(losses).mean().item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} before step {step}; "
+                                     "resume from the last checkpoint with a lower --lr")
         _append_csv(out / "log.csv", {
-            "step": step, "loss": round(float(np.mean(losses)), 6), "lr": cfg.lr,
+            "step": step, "loss": round(loss, 6),
+            "lr": float(f"{optimiser.param_groups[0]['lr']:.4g}"),
             "train_iterations": iterations or cfg.model.iterations, "patch": cfg.patch,
             "batch": cfg.batch, "patches_seen": seen,
             "wall_s": round(wall + time.monotonic() - start, 1)})
+        return loss
 
     model.train()
     start = time.monotonic()
     deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []  # kept on the device: no sync per step
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", unit="step")
     while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(cfg, first_step, step)
         inputs, targets = sampler.sample(rng, cfg.batch, cfg.patch)
-        inputs, targets = inputs.to(device), targets.to(device)
+        inputs = inputs.to(device, non_blocking=True).contiguous(memory_format=layout)
+        targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             output = model(inputs, iterations=iterations)
         diff = output.float() - targets
@@ -186,11 +215,10 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         optimiser.step()
         step += 1
         seen += cfg.batch
-        losses.append(loss.item())
+        losses.append(loss.detach())
         bar.update()
         if step % cfg.log_every == 0:
-            log(step, losses)
-            bar.set_postfix(loss=f"{np.mean(losses):.5f}")
+            bar.set_postfix(loss=f"{log(step, losses):.5f}")
             losses.clear()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             wall += time.monotonic() - start
@@ -225,6 +253,11 @@ def snapshot(run: str | Path, path: str | Path, overwrite: bool = False) -> Path
     return save_model(model, path, info=info, overwrite=overwrite)
 
 
+def _lr_text(settings: dict) -> str:
+    decay = settings.get("decay_to")
+    return str(settings["lr"]) if decay is None else f"{settings['lr']} cosine to {decay}"
+
+
 def _read_csv(path: Path) -> list[dict]:
     with path.open() as f:
         return list(csv.DictReader(f))
@@ -253,7 +286,7 @@ def model_card(run: str | Path, name: str) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for c in chunks:
         s = c["settings"]
-        lines.append(f"| {c['start_step']} | {s['patch']} | {s['batch']} | {s['lr']} | "
+        lines.append(f"| {c['start_step']} | {s['patch']} | {s['batch']} | {_lr_text(s)} | "
                      f"{s['train_iterations'] or config['iterations']} | {s['loss']} | "
                      f"{c['machine']} | {c['started']} | `{c['command']}` |")
     last = {}
