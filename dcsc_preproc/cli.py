@@ -121,9 +121,9 @@ def _snapshot(args: argparse.Namespace) -> None:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a model as ONNX (dynamic batch, height, width)")
-    p.add_argument("--model", required=True, help="shipped name or weights file")
+    p.add_argument("--model", required=True,
+                   help="shipped name or weights file; @R unrolls R LISTA iterations")
     p.add_argument("--onnx", required=True, help="ONNX file to write")
-    p.add_argument("--iterations", type=int, help="R unrolled into the graph (default: model's)")
     p.add_argument("--overwrite", action="store_true")
 
 
@@ -131,7 +131,7 @@ def _export(args: argparse.Namespace) -> None:
     from .export import export_onnx
 
     try:
-        path = export_onnx(args.model, args.onnx, args.overwrite, args.iterations)
+        path = export_onnx(args.model, args.onnx, args.overwrite)
     except FileExistsError as err:
         raise SystemExit(f"refusing to overwrite {args.onnx}; pass --overwrite") from err
     print(f"onnx: {path}")

@@ -264,7 +264,8 @@ def _read_csv(path: Path) -> list[dict]:
 
 
 def model_card(run: str | Path, name: str) -> str:
-    """A markdown model card from a run folder: config, data, chunks, steps, time, metrics."""
+    """A markdown model card from a run folder: config, data, chunks, steps, time, metrics,
+    and the run's hand-written ``NOTES.md`` if it has one."""
     run = Path(run)
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     chunks = [json.loads(line) for line in (run / "chunks.jsonl").read_text().splitlines()]
@@ -297,5 +298,8 @@ def model_card(run: str | Path, name: str) -> str:
     for row in last.values():
         lines.append(f"| {row['step']} | {row['quality']} | {row['jpeg_psnr']} | {row['psnr']} | "
                      f"{row['jpeg_psnrb']} | {row['psnrb']} |")
+    notes = run / "NOTES.md"  # what the run taught us, written by hand
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
     lines += ["", "Full benchmark and detection numbers: docs/RESULTS.md.", ""]
     return "\n".join(lines)

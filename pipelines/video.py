@@ -82,19 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, type=_source,
                         help="video file, camera index or stream URL")
     parser.add_argument("--output", required=True, type=Path, help="mp4 file to write")
-    parser.add_argument("--model", help="shipped model name or weights file (default: the "
-                                        "library's default model)")
+    parser.add_argument("--model", help="shipped model name or weights file, optionally with @R "
+                                        "for R LISTA iterations (default: the library's model)")
     parser.add_argument("--side-by-side", action="store_true", help="write input | output")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--tile", type=int, default=512, help="tile size; 0 disables tiling")
-    parser.add_argument("--iterations", type=int, help="LISTA iterations (default: the model's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     if args.output.exists() and not args.overwrite:
         parser.error(f"{args.output} exists; pass --overwrite to replace it")
     try:
-        frame_filter = FrameFilter(args.model, tile=args.tile or None,
-                                   iterations=args.iterations)
+        frame_filter = FrameFilter(args.model, tile=args.tile or None)
         written = clean_video(args.source, args.output, frame_filter, args.side_by_side,
                               args.max_frames)
     except (OSError, ValueError) as err:  # unreadable source or weights, unusable frames

@@ -115,8 +115,7 @@ def test_export_cli(tmp_path, capsys):
     assert onnx_path.stat().st_size > 0 and str(onnx_path) in capsys.readouterr().out
     before = onnx_path.read_bytes()
     with pytest.raises(SystemExit, match="--overwrite"):
-        main(["export", "--model", str(weights), "--onnx", str(onnx_path), "--iterations", "1"])
+        main(["export", "--model", f"{weights}@1", "--onnx", str(onnx_path)])
     assert onnx_path.read_bytes() == before
-    main(["export", "--model", str(weights), "--onnx", str(onnx_path), "--iterations", "1",
-          "--overwrite"])
+    main(["export", "--model", f"{weights}@1", "--onnx", str(onnx_path), "--overwrite"])
     assert onnx_path.read_bytes() != before

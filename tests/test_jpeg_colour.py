@@ -65,3 +65,18 @@ def test_errors(tmp_path):
     corrupt.write_bytes(b"\xff\xd8not really a jpeg")
     with pytest.raises(ValueError, match="cannot decode"):
         read_image(corrupt)
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (64, 48, 3)])
+def test_fast_idct_decodes_the_same_jpeg_slightly_differently(rgb_image, shape) -> None:
+    image = rgb_image[:shape[0], :shape[1]]
+    image = image[..., 0].copy() if len(shape) == 2 else image
+    accurate, fast = jpeg_roundtrip(image, 30), jpeg_roundtrip(image, 30, idct="ifast")
+    assert fast.shape == accurate.shape == image.shape and fast.dtype == np.uint8
+    difference = np.abs(fast.astype(int) - accurate.astype(int))
+    assert 0 < difference.max() <= 8  # a few levels of IDCT rounding, not another image
+
+
+def test_unknown_idct_is_named() -> None:
+    with pytest.raises(ValueError, match="idct must be one of"):
+        jpeg_roundtrip(np.zeros((8, 8), np.uint8), 10, idct="float")

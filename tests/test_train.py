@@ -58,7 +58,9 @@ def test_model_card_and_ship(tmp_path, shared, monkeypatch):
 
     run = tmp_path / "run"
     _run(run, 4, shared)
+    (run / "NOTES.md").write_text("## Notes\n\nSmoke runs teach nothing.\n")
     card = model_card(run, "smoke")
+    assert "Smoke runs teach nothing." in card
     assert "steps: 4; patches seen: 8" in card
     assert "--train-images 4" in card  # the exact command of each chunk
     assert "| 4 | 10 |" in card  # last validation row: step 4, quality 10
@@ -78,3 +80,16 @@ def test_resume_forgets_log_rows_after_the_checkpoint(tmp_path, shared):
     _run(tmp_path / "run", 8, shared)
     with open(log) as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [4, 8]
+
+
+def test_decay_runs_a_cosine_over_the_chunk(tmp_path, shared):
+    from dcsc_preproc.train import model_card
+
+    _run(tmp_path / "run", 10, shared, "--lr", "1e-3")
+    _run(tmp_path / "run", 30, shared, "--lr", "1e-3", "--decay-to", "1e-5")
+    with open(tmp_path / "run" / "log.csv") as f:
+        lr = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(f)}
+    assert lr[10] == 1e-3  # the first chunk is constant
+    assert 1e-5 < lr[30] < lr[20] < lr[10]  # falls over the second
+    assert lr[30] < 2e-5  # ends near --decay-to
+    assert "0.001 cosine to 1e-05" in model_card(tmp_path / "run", "smoke")

@@ -108,8 +108,8 @@ def test_cli(video, tmp_path, weights):
     output.write_bytes(b"replace me")
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.video", "--source", str(video), "--output", str(output),
-         "--model", str(weights), "--side-by-side", "--max-frames", "4", "--tile", "32",
-         "--iterations", "1", "--overwrite"],
+         "--model", f"{weights}@1", "--side-by-side", "--max-frames", "4", "--tile", "32",
+         "--overwrite"],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     frames = read_frames(output)
