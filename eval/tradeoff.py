@@ -11,7 +11,7 @@ Prints a markdown table, with the share of the JPEG mAP loss each de-blocker rec
 ``(map - map_jpeg) / (map_original - map_jpeg)``.
 
     python -m eval.tradeoff --speed results/speed.json --restoration results/restoration.json \\
-        --detection results/detection.json --out docs/tradeoff.png --set live1 --quality 10
+        --detection results/detection_a.json results/detection_b.json --out docs/tradeoff.png
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ class Tradeoff:
     original_map: float | None
 
 
-def read_records(path: Path) -> list[dict]:
-    """The list of records a benchmark wrote with ``--json``."""
-    return json.loads(Path(path).read_text())
+def read_records(paths: Sequence[Path]) -> list[dict]:
+    """The records that benchmarks wrote with ``--json``, all files' lists joined."""
+    return [record for path in paths for record in json.loads(Path(path).read_text())]
 
 
 def recovered(map_: float | None, jpeg: float | None, original: float | None) -> float | None:
@@ -132,11 +132,12 @@ def plot(t: Tradeoff, path: Path, size: tuple[int, int], set_name: str, quality:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.tradeoff",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--speed", type=Path, required=True, help="eval.speed --json output")
-    parser.add_argument("--restoration", type=Path, required=True,
-                        help="eval.restoration --json output")
-    parser.add_argument("--detection", type=Path, required=True,
-                        help="eval.detection --json output")
+    parser.add_argument("--speed", type=Path, nargs="+", required=True,
+                        help="eval.speed --json output (one run, for one detector time)")
+    parser.add_argument("--restoration", type=Path, nargs="+", required=True,
+                        help="eval.restoration --json outputs")
+    parser.add_argument("--detection", type=Path, nargs="+", required=True,
+                        help="eval.detection --json outputs")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     parser.add_argument("--size", type=parse_size, default=(640, 480), help="WIDTHxHEIGHT")
     parser.add_argument("--set", dest="set_name", choices=list(SETS), default="live1")

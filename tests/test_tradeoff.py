@@ -73,4 +73,4 @@ def test_main_prints_table_and_writes_png(files: dict[str, Path], tmp_path: Path
 
 def test_no_speed_records_for_size_is_an_error(files: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="no speed records at 320x240 on cpu"):
-        tradeoff(read_records(files["speed"]), [], [], (320, 240), "live1", 10, "cpu")
+        tradeoff(read_records([files["speed"]]), [], [], (320, 240), "live1", 10, "cpu")
