@@ -28,12 +28,15 @@ def test_flops_per_pixel_fast_config():
     assert flops_per_pixel(MODELS["dcsc-fast"]) == 2 * macs / 16
 
 
-def test_speed_end_to_end(tmp_path, detector, capsys):
+def test_speed_end_to_end(tmp_path, detector, capsys, monkeypatch):
+    from dcsc_preproc import zoo
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "no-weights")  # nothing installed
     torch.manual_seed(0)
     weights = save_model(DCSC(in_channels=3, unshuffle=4, dilated_features=8, features=16,
                               iterations=2), tmp_path / "tiny.safetensors")
     out = tmp_path / "speed.json"
-    # dcsc-rgb is not shipped: "dcsc-rgb@1" is its random-init stand-in with R = 1.
+    # With no weights installed, "dcsc-rgb@1" is a random-init stand-in with R = 1.
     assert "dcsc-rgb" not in available_models()
     main(["--profiles", str(weights), f"{weights}@5", "dcsc-rgb@1",
           "--paths", "fp32", "bf16_channels_last", "onnx", "--sizes", "64x48",
