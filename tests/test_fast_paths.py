@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,18 @@ def test_export_cli(tmp_path, capsys):
     assert onnx_path.read_bytes() == before
     main(["export", "--model", f"{weights}@1", "--onnx", str(onnx_path), "--overwrite"])
     assert onnx_path.read_bytes() != before
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile (inductor) needs a C++ compiler on CPU")
+def test_compiled_model_matches_eager():
+    """The benchmark's compile path: the Engine running a torch.compile'd model (fp32 here)."""
+    model = small_model("unshuffled")
+    x = array_to_tensor(jpeg_roundtrip(np.random.default_rng(0).integers(
+        0, 256, (48, 64, 3), dtype=np.uint8), 10))
+    engine = Engine(model, device="cpu", tile=None, precision="fp32")
+    engine.model = torch.compile(engine.model)
+    out = engine(x)
+    ref = fp32_reference(model, x, tile=None)
+    assert (ref - x).abs().max() > 10 / 255  # the model changes the image
+    assert torch.allclose(out, ref, atol=1e-5)
