@@ -75,6 +75,19 @@ def test_path_matches_fp32(name, precision, channels_last, rgb_image):
         assert err.max() < MAX_ERR and err.mean() < MEAN_ERR
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_path_matches_cpu_fp32(precision, rgb_image):
+    """GPU paths (run where a GPU is lent): same output as plain fp32 PyTorch on the CPU."""
+    model = small_model("unshuffled")
+    x = array_to_tensor(rgb_image)
+    ref = fp32_reference(model, x, tile=48)
+    out = Engine(small_model("unshuffled"), device="cuda", tile=48, precision=precision)(x)
+    assert out.device.type == "cpu" and out.shape == x.shape  # back where the input was
+    err = (out - ref).abs()
+    assert err.max() < MAX_ERR and err.mean() < MEAN_ERR
+
+
 def test_bf16_with_trained_weights(authors_npz, rgb_image):
     """The paper model (R=40, real weights) on a q10 JPEG: bf16 error stays sub-grey-level."""
     model = load_model(authors_npz)
