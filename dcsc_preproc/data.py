@@ -86,8 +86,8 @@ class PatchSampler:
                 a, b = np.rot90(a, k), np.rot90(b, k)
                 if flip:
                     a, b = a[:, ::-1], b[:, ::-1]
-            inputs.append(array_to_tensor(np.ascontiguousarray(a))[0])
-            targets.append(array_to_tensor(np.ascontiguousarray(b))[0])
+            inputs.append(array_to_tensor(a)[0])  # it copies: rotated views are fine
+            targets.append(array_to_tensor(b)[0])
         return torch.stack(inputs), torch.stack(targets)
 
 

@@ -71,9 +71,9 @@ def learning_rate(cfg: TrainConfig, first_step: int, step: int) -> float:
         >>> [round(learning_rate(cfg, 100, s), 8) for s in (100, 200, 300)]
         [0.0001, 5.05e-05, 1e-06]
     """
-    if cfg.decay_to is None or step >= cfg.steps:
-        return cfg.lr if cfg.decay_to is None else cfg.decay_to
-    progress = (step - first_step) / max(cfg.steps - first_step, 1)
+    if cfg.decay_to is None:
+        return cfg.lr
+    progress = min((step - first_step) / max(cfg.steps - first_step, 1), 1.0)
     return cfg.decay_to + (cfg.lr - cfg.decay_to) * 0.5 * (1 + math.cos(math.pi * progress))
 
 

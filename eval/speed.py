@@ -15,9 +15,10 @@ machine); the benchmark sets it back so de-blocker and detector share the same t
 
 The frame is Ultralytics' bundled ``bus.jpg`` resized to each size. Torch paths time
 ``Engine.restore_array`` on the RGB uint8 frame (what users get: colour conversion, padding,
-tiling, clamping); ``compile_*`` paths put the model through ``torch.compile`` (measured to see
-whether it helps; the warm-up calls must cover the compilation). ``onnx`` times the exported graph in onnxruntime (CPU) on the model's float
-input (RGB, or Y for a Y model), whole frame, no tiling. A profile is a shipped name or a weights
+tiling, clamping); ``compile_*`` paths put the model through ``torch.compile`` (measured to
+see whether it helps; the warm-up calls must cover the compilation). ``onnx`` times the
+exported graph in onnxruntime (CPU) on the model's float input (RGB, or Y for a Y model),
+whole frame, no tiling. A profile is a shipped name or a weights
 file, optionally with ``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can
 change at inference), named by :func:`~dcsc_preproc.zoo.model_name` as in the other benchmarks.
 A shipped name whose weights are not installed is timed as a random-init model of its
@@ -76,8 +77,6 @@ PATHS: dict[str, dict | None] = {
     "compile_bf16_channels_last": {"precision": "bf16", "channels_last": True},
     "onnx": None,
 }
-#: Paths that run the Engine's model through ``torch.compile`` (inductor; first calls compile).
-COMPILED = {"compile_bf16_channels_last"}
 #: ``--paths`` default per device type (fp16 only on GPUs: CPUs emulate it slowly).
 DEFAULT_PATHS = {
     "cpu": ["fp32", "channels_last", "bf16", "bf16_channels_last", "onnx"],
@@ -190,7 +189,7 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
                         fn, where = onnx_timer(model, rgb, Path(tmp)), "cpu"
                     else:
                         engine = Engine(model, device=device, **PATHS[path])
-                        if path in COMPILED:
+                        if path.startswith("compile_"):
                             engine.model = torch.compile(engine.model)
                         fn, where = (lambda: engine.restore_array(rgb)), device.type
                     ms = median_ms(fn, repeats, warmup)
