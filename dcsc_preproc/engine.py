@@ -18,6 +18,10 @@ from .model import DCSC
 from .zoo import load_model
 
 MIN_SIZE = 8
+#: Frames up to this side (plus the receptive-field margin) run whole, 1080p included: tiles
+#: only bound memory, and each one recomputes its overlap with its neighbours (512-pixel
+#: tiles made 1080p frames about 1.8x slower, docs/RESULTS.md section 3).
+DEFAULT_TILE = 2048
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -83,9 +87,10 @@ class Engine:
     reorders). Measured roughly on an AVX-512 BF16 CPU: bf16 about 2x fp32, channels_last
     another 1.1-1.4x. ``threads`` (default: torch's count when the Engine is built) is applied
     for each call, because Ultralytics lowers torch's global count to cores - 1 whenever it
-    builds a predictor, which would otherwise halve the de-blocker's speed on 2 cores. ``torch.compile`` is not offered:
-    on CPU it took about a minute to compile, recompiles for each tile shape and gave no
-    measurable gain over eager oneDNN.
+    builds a predictor, which would otherwise halve the de-blocker's speed on 2 cores.
+    ``torch.compile`` is a benchmark path (``eval.speed --paths compile_bf16_channels_last``),
+    not a default: it needs a C++ compiler, recompiles for each frame and tile shape, and its
+    gain on CPU was within run-to-run noise (docs/RESULTS.md section 3).
 
     Example:
         >>> from dcsc_preproc.model import DCSC
@@ -95,7 +100,7 @@ class Engine:
     """
 
     def __init__(self, model: str | Path | DCSC, device: str | torch.device | None = None,
-                 tile: int | None = 512, precision: str = "auto",
+                 tile: int | None = DEFAULT_TILE, precision: str = "auto",
                  iterations: int | None = None, channels_last: bool = True,
                  threads: int | None = None) -> None:
         self.threads = threads or torch.get_num_threads()
@@ -134,7 +139,7 @@ class Engine:
 
     def restore_array(self, image: np.ndarray, truncate: bool = False) -> np.ndarray:
         """De-block a uint8 ``(H, W)`` or ``(H, W, 3)`` RGB array; returns the same layout."""
-        return tensor_to_array(self(array_to_tensor(image)), truncate)
+        return tensor_to_array(self(array_to_tensor(image, self.device)), truncate)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """Pad to the model's multiple, run whole or tiled, crop back."""
@@ -175,14 +180,17 @@ class Engine:
         return out.float().contiguous()
 
 
-def array_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 ``(H, W)`` or ``(H, W, C)`` array to a float ``(1, C, H, W)`` tensor in [0, 1]."""
+def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None) -> torch.Tensor:
+    """uint8 ``(H, W)`` or ``(H, W, C)`` array to a float ``(1, C, H, W)`` tensor in [0, 1].
+
+    The bytes go to ``device`` before the float conversion: a quarter of the transfer.
+    """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         raise TypeError(f"expected a uint8 numpy array, got {type(image).__name__} "
                         f"{getattr(image, 'dtype', '')}")
     if image.ndim not in (2, 3):
         raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
-    t = torch.from_numpy(image.copy()).float().div_(255)
+    t = torch.from_numpy(image.copy()).to(device).float().div_(255)
     return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import Engine, array_to_tensor, tensor_to_array
+from .engine import DEFAULT_TILE, Engine, array_to_tensor, tensor_to_array
 from .model import DCSC
 from .zoo import DEFAULT_MODEL
 
@@ -29,7 +29,7 @@ class FrameFilter:
     """
 
     def __init__(self, model: str | Path | DCSC | None = None,
-                 device: str | torch.device | None = None, tile: int | None = 512,
+                 device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                  iterations: int | None = None) -> None:
         self.engine = Engine(DEFAULT_MODEL if model is None else model, device, tile,
                              iterations=iterations)
@@ -49,7 +49,8 @@ class FrameFilter:
             groups.setdefault(frame.shape, []).append(i)
         results: dict[int, np.ndarray] = {}
         for indices in groups.values():
-            batch = torch.cat([array_to_tensor(_to_rgb(frames[i])) for i in indices])
+            batch = torch.cat([array_to_tensor(_to_rgb(frames[i]), self.engine.device)
+                               for i in indices])
             restored = self.engine(batch)
             for j, i in enumerate(indices):
                 results[i] = _to_frame(tensor_to_array(restored[j:j + 1]), frames[i])

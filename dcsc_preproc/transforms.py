@@ -11,7 +11,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2 import functional as F
 
-from .engine import Engine
+from .engine import DEFAULT_TILE, Engine
 from .model import DCSC
 from .zoo import DEFAULT_MODEL
 
@@ -43,7 +43,7 @@ class Deblock(Transform):
     _transformed_types = (F.is_pure_tensor, tv_tensors.Image, tv_tensors.Video, PIL.Image.Image)
 
     def __init__(self, model: str | Path | DCSC | None = None,
-                 device: str | torch.device | None = None, tile: int | None = 512,
+                 device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                  iterations: int | None = None) -> None:
         super().__init__()
         self.model = DEFAULT_MODEL if model is None else model

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import statistics
@@ -58,7 +59,7 @@ from ultralytics.utils import ASSETS  # noqa: E402
 
 from dcsc_preproc import (DCSC, MODELS, DCSCConfig, Engine, array_to_tensor,  # noqa: E402
                           available_models, load_model, model_name, rgb_to_y)
-from dcsc_preproc.engine import machine, resolve_precision  # noqa: E402
+from dcsc_preproc.engine import DEFAULT_TILE, machine, resolve_precision  # noqa: E402
 from dcsc_preproc.export import INPUT_NAME, export_onnx, onnx_session  # noqa: E402
 from dcsc_preproc.zoo import split_iterations  # noqa: E402
 from pipelines.yolo import load_detector  # noqa: E402
@@ -163,9 +164,12 @@ def onnx_timer(model: DCSC, rgb: np.ndarray, folder: Path) -> Callable[[], objec
 
 
 def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tuple[int, int]],
-              repeats: int, warmup: int, detector: Path, device: torch.device
-              ) -> tuple[list[dict], dict]:
-    """Time everything; returns the records and facts about the run (for the table header)."""
+              repeats: int, warmup: int, detector: Path, device: torch.device,
+              tiles: Sequence[int] = (DEFAULT_TILE,)) -> tuple[list[dict], dict]:
+    """Time everything; returns the records and facts about the run (for the table header).
+
+    ``tiles``: the Engine's tile sizes to time (0: no tiling); the ONNX path runs whole frames.
+    """
     frames = {size: bench_frame(*size) for size in sizes}
     threads = torch.get_num_threads()
     yolo = load_detector(detector)
@@ -182,13 +186,15 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
             name, model, random = load_profile(profile)
             if random:
                 random_init.append(name)
-            for path in paths:
+            for path, tile in itertools.product(paths, tiles):
+                if PATHS[path] is None and tile != tiles[0]:
+                    continue
                 for (w, h), frame in frames.items():
                     rgb = np.ascontiguousarray(frame[..., ::-1])
                     if PATHS[path] is None:
                         fn, where = onnx_timer(model, rgb, Path(tmp)), "cpu"
                     else:
-                        engine = Engine(model, device=device, **PATHS[path])
+                        engine = Engine(model, device=device, tile=tile or None, **PATHS[path])
                         if path.startswith("compile_"):
                             engine.model = torch.compile(engine.model)
                         fn, where = (lambda: engine.restore_array(rgb)), device.type
@@ -196,7 +202,7 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
                     gflops = flops_per_pixel(model.config) * w * h / ms / 1e6
                     records.append({
                         "profile": name, "iterations": model.config.iterations, "path": path,
-                        "device": where, "width": w, "height": h, "ms": ms,
+                        "tile": None if PATHS[path] is None else tile, "device": where, "width": w, "height": h, "ms": ms,
                         "mp_per_s": w * h / ms / 1e3, "detector_ms": detector_ms[(w, h)],
                         "peak_fraction": gflops / peak})
                     print(f"{name} {path} {w}x{h}: {ms:.1f} ms", file=sys.stderr)
@@ -219,15 +225,21 @@ def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
     if facts["random_init"]:
         lines.append(f"Random-init stand-ins (weights not installed): "
                      f"{', '.join(facts['random_init'])}.")
-    lines += ["", "| profile | R | path | device | size | ms/frame | MP/s | % peak | detector ms "
-                  "| de-blocker/detector |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| profile | R | path | tile | device | size | ms/frame | MP/s | % peak "
+                  "| detector ms | de-blocker/detector |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(
-            f"| {r['profile']} | {r['iterations']} | {r['path']} | {r['device']} | "
+            f"| {r['profile']} | {r['iterations']} | {r['path']} | {_tile_text(r.get('tile'))} | "
+            f"{r['device']} | "
             f"{r['width']}x{r['height']} | {r['ms']:.1f} | {r['mp_per_s']:.2f} | "
             f"{100 * r['peak_fraction']:.0f}% | {r['detector_ms']:.1f} | "
             f"{r['ms'] / r['detector_ms']:.1f}x |")
     return "\n".join(lines)
+
+
+def _tile_text(tile: int | None) -> str:
+    """Table cell for a record's tile: '-' (not an Engine path), 'none' (whole frame) or N."""
+    return "-" if tile is None else str(tile or "none")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -251,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         default=[(640, 480), (1920, 1080)], help="WIDTHxHEIGHT")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--tiles", nargs="+", type=int, default=[DEFAULT_TILE],
+                        help="Engine tile sizes to time (0: whole frames)")
     parser.add_argument("--detector", type=Path, default=DETECTOR, help="Ultralytics weights path")
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--device", choices=("cpu", "cuda"),
@@ -261,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = torch.device(args.device)
 
     records, facts = benchmark(args.profiles, args.paths or DEFAULT_PATHS[device.type],
-                               args.sizes, args.repeats, args.warmup, args.detector, device)
+                               args.sizes, args.repeats, args.warmup, args.detector, device,
+                               args.tiles)
     print(markdown(records, facts, device))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

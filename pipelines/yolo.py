@@ -26,6 +26,7 @@ from ultralytics.engine.predictor import BasePredictor  # noqa: E402
 from ultralytics.engine.results import Results  # noqa: E402
 
 from dcsc_preproc import DCSC, DEFAULT_MODEL, Engine  # noqa: E402
+from dcsc_preproc.engine import DEFAULT_TILE  # noqa: E402
 
 
 def load_detector(path: str | Path) -> YOLO:
@@ -53,7 +54,7 @@ def deblock_images(engine: Engine, images: list[np.ndarray] | torch.Tensor
 
 
 def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
-                   device: str | torch.device | None = None, tile: int | None = 512,
+                   device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                    iterations: int | None = None) -> YOLO:
     """Make ``model`` de-block every image before detection; returns the same model.
 
@@ -85,7 +86,7 @@ class DeblockedYOLO:
     """
 
     def __init__(self, detector: str | Path, deblock: str | Path | DCSC | None = None,
-                 device: str | torch.device | None = None, tile: int | None = 512,
+                 device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                  iterations: int | None = None) -> None:
         self.device = device
         self.model = add_deblocking(load_detector(detector), deblock, device, tile, iterations)

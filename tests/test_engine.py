@@ -64,6 +64,9 @@ def test_tensor_array_conversions():
     assert np.array_equal(tensor_to_array(array_to_tensor(a)), a)
     x = torch.full((1, 1, 2, 2), 100.7 / 255)
     assert tensor_to_array(x).max() == 101 and tensor_to_array(x, truncate=True).max() == 100
+    on_meta = array_to_tensor(a, "meta")  # the uint8 bytes move first, then become float
+    assert on_meta.device.type == "meta" and on_meta.dtype == torch.float32
+    assert on_meta.shape == (1, 3, 4, 4)
 
 
 @pytest.mark.parametrize("bad,error,match", [

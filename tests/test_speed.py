@@ -9,7 +9,7 @@ import torch
 from dcsc_preproc import DCSC, MODELS, DCSCConfig, available_models, save_model
 from eval.speed import flops_per_pixel, main
 
-KEYS = {"profile", "iterations", "path", "device", "width", "height", "ms", "mp_per_s",
+KEYS = {"profile", "iterations", "path", "tile", "device", "width", "height", "ms", "mp_per_s",
         "detector_ms", "peak_fraction"}
 
 
@@ -40,13 +40,15 @@ def test_speed_end_to_end(tmp_path, detector, capsys, monkeypatch):
     assert "dcsc-rgb" not in available_models()
     main(["--profiles", str(weights), f"{weights}@5", "dcsc-rgb@1",
           "--paths", "fp32", "bf16_channels_last", "onnx", "--sizes", "64x48",
-          "--repeats", "1", "--warmup", "0", "--detector", str(detector), "--json", str(out),
+          "--tiles", "32", "0", "--repeats", "1", "--warmup", "0", "--detector", str(detector),
+          "--json", str(out),
           "--device", "cpu"])
     records = json.loads(out.read_text())
     assert all(set(r) == KEYS for r in records)
-    assert [(r["profile"], r["iterations"], r["path"]) for r in records] == [
-        (name, r, p) for name, r in (("tiny", 2), ("tiny@5", 5), ("dcsc-rgb@1", 1))
-        for p in ("fp32", "bf16_channels_last", "onnx")]
+    assert [(r["profile"], r["iterations"], r["path"], r["tile"]) for r in records] == [
+        (name, r, p, t) for name, r in (("tiny", 2), ("tiny@5", 5), ("dcsc-rgb@1", 1))
+        for p, t in (("fp32", 32), ("fp32", 0), ("bf16_channels_last", 32),
+                     ("bf16_channels_last", 0), ("onnx", None))]
     assert all((r["width"], r["height"]) == (64, 48) for r in records)
     assert all(r["ms"] > 0 and r["detector_ms"] > 0 and r["peak_fraction"] > 0 for r in records)
     table = capsys.readouterr().out
