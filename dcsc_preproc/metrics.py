@@ -9,6 +9,8 @@ MATLAB evaluation code used by the de-blocking literature (ARCNN / DCSC tables):
   uniform 8x8 window (``ssim_index(a, b, [0.01 0.03], ones(8))``), the classic choice
   is the 11x11 Gaussian (sigma 1.5).
 - ``psnrb``: PSNR-B of Yim & Bovik, as in ``compute_psnrb.m`` / ``compute_bef.m``.
+- ``gradient_ratio``: not in the papers; how much edge and texture energy a result keeps
+  against the original (1 = as much), to tell smoothing apart from restoring.
 
 Colour conversion is not done here; see :mod:`dcsc_preproc.colour`.
 """
@@ -19,7 +21,8 @@ import math
 
 import numpy as np
 
-__all__ = ["psnr", "ssim", "psnrb", "blocking_effect_factor", "evaluate", "SSIM_WINDOWS"]
+__all__ = ["psnr", "ssim", "psnrb", "blocking_effect_factor", "gradient_ratio", "evaluate",
+           "SSIM_WINDOWS"]
 
 _MIN_SIZE = 8
 _BLOCK = 8
@@ -190,19 +193,43 @@ def psnrb(x: np.ndarray, ref: np.ndarray) -> float:
     return 10.0 * math.log10(_L**2 / mse_b)
 
 
+def gradient_ratio(x: np.ndarray, ref: np.ndarray) -> float:
+    """Mean absolute neighbour difference (horizontal plus vertical) of ``x`` over ``ref``'s.
+
+    Below 1, ``x`` is smoother than the original (detail lost); above 1, rougher (noise,
+    ringing); ``nan`` for a flat ``ref``. JPEG at low quality scores well below 1 (its
+    quantisation removes more texture than its block edges add), and a de-blocker that smooths
+    more than it must scores lower than one that restores; PSNR-B alone rewards the smoothing.
+
+    >>> import numpy as np
+    >>> ref = np.tile([0.0, 10.0], (16, 8))
+    >>> gradient_ratio(ref / 2, ref)
+    0.5
+    """
+    xa, ra = _as_pair(x, ref)
+    reference = _gradient_energy(ra)
+    return math.nan if reference == 0.0 else _gradient_energy(xa) / reference
+
+
+def _gradient_energy(a: np.ndarray) -> float:
+    return float(np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean())
+
+
 def evaluate(x: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """All table metrics at once: ``psnr``, ``ssim`` (uniform8), ``ssim_gaussian``, ``psnrb``.
+    """All table metrics at once: ``psnr``, ``ssim`` (uniform8), ``ssim_gaussian``, ``psnrb``
+    and ``detail`` (:func:`gradient_ratio`).
 
     Convenience for evaluation loops; images must be at least 11x11 (Gaussian window).
 
     >>> import numpy as np
     >>> ref = np.tile(np.arange(16.0) * 10, (16, 1))
     >>> sorted(evaluate(ref, ref).items())
-    [('psnr', inf), ('psnrb', inf), ('ssim', 1.0), ('ssim_gaussian', 1.0)]
+    [('detail', 1.0), ('psnr', inf), ('psnrb', inf), ('ssim', 1.0), ('ssim_gaussian', 1.0)]
     """
     return {
         "psnr": psnr(x, ref),
         "ssim": ssim(x, ref, window="uniform8"),
         "ssim_gaussian": ssim(x, ref, window="gaussian11"),
         "psnrb": psnrb(x, ref),
+        "detail": gradient_ratio(x, ref),
     }

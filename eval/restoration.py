@@ -37,7 +37,7 @@ SETS = {
     "bsds500-val": ("bsds500/val", "BSDS500 val"),
 }
 QUALITIES = (10, 20, 30, 40)
-METRICS = ("psnr", "ssim", "ssim_gaussian", "psnrb")
+METRICS = ("psnr", "ssim", "ssim_gaussian", "psnrb", "detail")
 #: Rows for the inputs themselves: gray JPEG of Y (all models but RGB ones), colour JPEG (RGB).
 JPEG, JPEG_RGB = "jpeg", "jpeg-rgb"
 
@@ -137,6 +137,10 @@ def markdown(records: list[dict], errata: bool = False) -> str:
     difference column, then the metric conventions."""
     header = "| q | method | PSNR | SSIM | PSNR-B | SSIM (Gaussian) |"
     rule = "|---:|---|---:|---:|---:|---:|"
+    detail = all("detail" in r for r in records)  # records written before it existed lack it
+    if detail:
+        header += " detail |"
+        rule += "---:|"
     if errata:
         header += " Δ errata (PSNR / SSIM / PSNR-B) |"
         rule += "---|"
@@ -148,12 +152,15 @@ def markdown(records: list[dict], errata: bool = False) -> str:
             for r in (r for r in rows if r["quality"] == q):
                 cells = [str(q), f"`{r['method']}`", f"{r['psnr']:.4f}", f"{r['ssim']:.4f}",
                          f"{r['psnrb']:.4f}", f"{r['ssim_gaussian']:.4f}"]
+                if detail:
+                    cells.append(f"{r['detail']:.3f}")
                 if errata:
                     cells.append(_difference(r))
                 lines.append("| " + " | ".join(cells) + " |")
             if errata:
                 for column, values in ERRATA.get((s, q), {}).items():
-                    cells = [str(q), f"errata {column}", *(f"{v:.4f}" for v in values), "", ""]
+                    cells = [str(q), f"errata {column}", *(f"{v:.4f}" for v in values),
+                             *[""] * (2 + detail)]
                     lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(
@@ -164,7 +171,9 @@ def markdown(records: list[dict], errata: bool = False) -> str:
         "image and real-valued block counts (W/8, H/8). Input: the Y saved as a grayscale JPEG "
         f"by Pillow at quality q and decoded with {_IDCT_TEXT[records[0].get('idct', 'islow')]}. "
         "Model output clipped to [0, 1] and truncated (floored) to uint8, as in the authors' "
-        "test code. Means over the images.")
+        "test code. Means over the images."
+        + (" Detail: mean absolute neighbour difference of the result over the original's "
+           "(`metrics.gradient_ratio`; below 1 = smoother than the original)." if detail else ""))
     rgb = sorted({r["method"] for r in records if r["input"] == "rgb"} - {JPEG_RGB})
     if rgb:
         lines += ["", f"RGB models ({', '.join(f'`{m}`' for m in rgb)}) get the colour image "

@@ -202,7 +202,8 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
                     gflops = flops_per_pixel(model.config) * w * h / ms / 1e6
                     records.append({
                         "profile": name, "iterations": model.config.iterations, "path": path,
-                        "tile": None if PATHS[path] is None else tile, "device": where, "width": w, "height": h, "ms": ms,
+                        "tile": None if PATHS[path] is None else tile, "device": where,
+                        "width": w, "height": h, "ms": ms,
                         "mp_per_s": w * h / ms / 1e3, "detector_ms": detector_ms[(w, h)],
                         "peak_fraction": gflops / peak})
                     print(f"{name} {path} {w}x{h}: {ms:.1f} ms", file=sys.stderr)
@@ -226,7 +227,7 @@ def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
         lines.append(f"Random-init stand-ins (weights not installed): "
                      f"{', '.join(facts['random_init'])}.")
     lines += ["", "| profile | R | path | tile | device | size | ms/frame | MP/s | % peak "
-                  "| detector ms | de-blocker/detector |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| detector ms | de-blocker/detector |", "|" + "---|" * 11]
     for r in records:
         lines.append(
             f"| {r['profile']} | {r['iterations']} | {r['path']} | {_tile_text(r.get('tile'))} | "

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "for R LISTA iterations (default: the library's model)")
     parser.add_argument("--side-by-side", action="store_true", help="write input | output")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size; 0 disables tiling")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help="tile size; 0 disables tiling")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     if args.output.exists() and not args.overwrite:

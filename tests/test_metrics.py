@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from dcsc_preproc import metrics
-from dcsc_preproc.metrics import blocking_effect_factor, evaluate, psnr, psnrb, ssim
+from dcsc_preproc.metrics import (blocking_effect_factor, evaluate, gradient_ratio, psnr, psnrb,
+                                  ssim)
 
 RNG_SEED = 1234
 
@@ -205,7 +206,7 @@ def test_non_multiple_of_8_size_works():
     ref = _texture(481, 321)
     x = np.clip(_blocky(481, 321) * 0.2 + ref * 0.8, 0, 255)
     out = evaluate(x, ref)
-    assert set(out) == {"psnr", "ssim", "ssim_gaussian", "psnrb"}
+    assert set(out) == {"psnr", "ssim", "ssim_gaussian", "psnrb", "detail"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in out.values())
     assert 0.0 < out["ssim"] < 1.0 and 0.0 < out["ssim_gaussian"] < 1.0
     assert out["psnrb"] < out["psnr"]
@@ -224,10 +225,22 @@ def test_evaluate_matches_individual_functions():
         "ssim": ssim(x, ref),
         "ssim_gaussian": ssim(x, ref, window="gaussian11"),
         "psnrb": psnrb(x, ref),
+        "detail": gradient_ratio(x, ref),
     }
 
 
-@pytest.mark.parametrize("fn", [psnr, ssim, psnrb, evaluate])
+def test_gradient_ratio_tells_smoothing_from_noise():
+    rng = np.random.default_rng(4)
+    ref = _texture(48, 48)
+    assert gradient_ratio(ref, ref) == 1.0
+    blurred = (ref[:-1, :-1] + ref[1:, :-1] + ref[:-1, 1:] + ref[1:, 1:]) / 4
+    assert gradient_ratio(blurred, ref[:-1, :-1]) < 0.9
+    assert gradient_ratio(ref + rng.normal(0, 8, ref.shape), ref) > 1.1
+    assert gradient_ratio(ref + 37.0, ref) == pytest.approx(1.0)  # a shift is no detail
+    assert math.isnan(gradient_ratio(ref, np.full_like(ref, 9.0)))
+
+
+@pytest.mark.parametrize("fn", [psnr, ssim, psnrb, gradient_ratio, evaluate])
 def test_shape_mismatch_raises(fn):
     with pytest.raises(ValueError, match="shape mismatch"):
         fn(np.zeros((16, 16)), np.zeros((16, 17)))

@@ -13,7 +13,7 @@ from eval.restoration import benchmark, main, markdown
 #: File names of the authors' Classic5 q10 inputs (data/reference/dcsc_classic5_q10/).
 CLASSIC5 = {"1": "baboon", "2": "barbara", "3": "boats", "4": "lena", "5": "peppers"}
 RECORD_KEYS = {"set", "quality", "method", "idct", "input", "psnr", "ssim", "ssim_gaussian", "psnrb",
-               "images"}
+               "detail", "images"}
 
 
 def test_jpeg_row_matches_authors_input_psnr(shared: Path) -> None:
@@ -48,6 +48,10 @@ def test_main_writes_json_and_markdown(shared: Path, tmp_path: Path, capsys) -> 
     text = capsys.readouterr().out
     assert text == markdown(records, errata=True)
     assert "### Classic5" in text and "### LIVE1" in text and "errata ICCV'19" in text
+    assert text.count("| detail |") == 2 and "| detail |" not in markdown(
+        [{k: v for k, v in r.items() if k != "detail"} for r in records])  # older records
+    assert all(row.count("|") == text.splitlines()[2].count("|")
+               for row in text.splitlines() if row.startswith("| 10 |"))  # errata rows too
     assert "SSIM with a uniform 8x8 window" in text and "4:2:0" in text
     # The errata hold for the authors' R only: no difference column on the @1 row.
     rows = [line for line in text.splitlines() if "`dcsc_iccv2019_original@1`" in line]
