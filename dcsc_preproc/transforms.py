@@ -79,8 +79,9 @@ class Deblock(Transform):
         if x.dim() < 3:
             raise ValueError(f"Deblock takes images shaped (..., C, H, W), got {tuple(x.shape)}")
         batch = x.reshape(-1, *x.shape[-3:])
-        if x.dtype == torch.uint8:
-            out = self.engine(batch.float().div(255)).mul(255).round().to(torch.uint8)
+        if x.dtype == torch.uint8:  # bytes cross to the engine's device, not floats
+            restored = self.engine(batch.to(self.engine.device).float().div(255))
+            out = restored.mul(255).round().to(torch.uint8).to(x.device)
         else:
             # The engine runs in inference mode; a clone is an ordinary tensor that later
             # autograd-tracked code (e.g. a training step) may use.

@@ -32,6 +32,20 @@ def test_tiled_equals_whole(kwargs):
     assert (tiled - whole).abs().max() < 1e-4
 
 
+def test_default_runs_1080p_whole(monkeypatch):
+    model = DCSC(in_channels=3, unshuffle=4, dilated_features=4, features=4, iterations=1)
+
+    def pieces(engine: Engine) -> int:
+        shapes = []
+        forward = engine._forward
+        monkeypatch.setattr(engine, "_forward", lambda x: shapes.append(x.shape) or forward(x))
+        engine(torch.zeros(1, 3, 1080, 1920))
+        return len(shapes)
+
+    assert pieces(Engine(model)) == 1
+    assert pieces(Engine(model, tile=512)) == 12  # 4 x 3 tiles
+
+
 def test_y_model_keeps_chroma(rgb_image):
     model = _strong(DCSC(iterations=2))
     x = array_to_tensor(rgb_image)
