@@ -20,7 +20,7 @@ from .zoo import load_model
 MIN_SIZE = 8
 #: Frames up to this side (plus the receptive-field margin) run whole, 1080p included: tiles
 #: only bound memory, and each one recomputes its overlap with its neighbours (512-pixel
-#: tiles made 1080p frames about 1.8x slower, docs/RESULTS.md section 3).
+#: tiles made dcsc-fast 1.35x slower on 1080p frames, docs/RESULTS.md section 3).
 DEFAULT_TILE = 2048
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
