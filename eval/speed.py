@@ -206,7 +206,8 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
                         "width": w, "height": h, "ms": ms,
                         "mp_per_s": w * h / ms / 1e3, "detector_ms": detector_ms[(w, h)],
                         "peak_fraction": gflops / peak})
-                    print(f"{name} {path} {w}x{h}: {ms:.1f} ms", file=sys.stderr)
+                    print(f"{name} {path} tile {_tile_text(records[-1]['tile'])} {w}x{h}: "
+                          f"{ms:.1f} ms", file=sys.stderr)
     auto = resolve_precision("auto", device)
     facts = {"peak_gflops": peak, "peak_size": largest, "random_init": random_init,
              "auto": f"{auto}, channels_last", "detector": detector.name}
