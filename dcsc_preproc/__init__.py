@@ -1,6 +1,7 @@
 """dcsc-preproc: JPEG artifact reduction (DCSC) in front of object detectors."""
 
 from .baselines import get_deblocker
+from .batch import deblock_folder
 from .data import data_root, list_images, to_uint8_y
 from .colour import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from .engine import Engine, array_to_tensor, tensor_to_array
@@ -14,7 +15,7 @@ from .zoo import (DEFAULT_MODEL, MODELS, available_models, load_authors_npz, loa
 
 __all__ = [
     "DCSC", "DCSCConfig", "DEFAULT_MODEL", "Deblock", "Engine", "FrameFilter", "MODELS",
-    "array_to_tensor", "available_models",
+    "array_to_tensor", "available_models", "deblock_folder",
     "data_root", "encode_jpeg", "evaluate", "list_images", "get_deblocker", "jpeg_roundtrip", "load_authors_npz", "load_model", "model_name", "psnr",
     "psnrb", "read_image", "rgb_to_y", "rgb_to_ycbcr", "save_model", "ssim", "tensor_to_array", "to_uint8_y",
     "ycbcr_to_rgb",

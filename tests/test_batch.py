@@ -1,0 +1,135 @@
+"""Folder de-blocking on Ray Data (embedded, 2 CPUs): same pixels as FrameFilter, resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dcsc_preproc import DCSC, FrameFilter, deblock_folder
+from dcsc_preproc.batch import _import_ray, check_folders, find_images
+from dcsc_preproc.cli import main
+
+ray = pytest.importorskip("ray")
+
+# relative path -> (height, width, channels); channels 1 is gray, 4 is BGRA
+IMAGES = {
+    "a.jpg": (40, 56, 3), "b.png": (33, 47, 3), "c.bmp": (24, 24, 3), "d.webp": (32, 40, 3),
+    "sub/e.jpg": (48, 32, 1), "sub/f.png": (30, 30, 4), "sub/deeper/g.JPEG": (16, 64, 3),
+    "sub/deeper/h.jpg": (64, 16, 3),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def embedded_ray():
+    """One embedded Ray for the module: its start-up takes seconds on 2 cores."""
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model() -> DCSC:
+    torch.manual_seed(0)
+    return DCSC(in_channels=3, iterations=2)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight small images in sub-folders, in four formats, plus a corrupt JPEG."""
+    root = tmp_path_factory.mktemp("source")
+    rng = np.random.default_rng(0)
+    for name, (h, w, c) in IMAGES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        image = rng.integers(0, 256, (h, w, c), np.uint8)
+        params = [cv2.IMWRITE_JPEG_QUALITY, 15] if name.lower().endswith((".jpg", ".jpeg")) else []
+        assert cv2.imwrite(str(root / name), image[..., 0] if c == 1 else image, params)
+    (root / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _manifest(output: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in (output / "manifest.jsonl").read_text().splitlines()]
+    return {Path(r["input"]).name: r for r in rows}
+
+
+def test_finds_images_recursively(source: Path) -> None:
+    assert [p.as_posix() for p in find_images(source)] == sorted([*IMAGES, "sub/broken.jpg"])
+
+
+def test_same_pixels_as_frame_filter_and_resumes(source: Path, model: DCSC,
+                                                  tmp_path: Path) -> None:
+    before = _digest(source)
+    output = tmp_path / "clean"
+    (output / "sub").mkdir(parents=True)
+    (output / "sub" / "f.png").write_bytes(b"made earlier")  # must be skipped, not replaced
+
+    counts = deblock_folder(source, output, model, progress=False)
+
+    assert counts == {"ok": 7, "skipped": 1, "failed": 1}
+    assert _digest(source) == before
+    reference = FrameFilter(model)
+    for name in IMAGES:
+        if name == "sub/f.png":
+            continue
+        written = cv2.imread(str(output / Path(name).with_suffix(".png")), cv2.IMREAD_UNCHANGED)
+        expected = reference(cv2.imread(str(source / name), cv2.IMREAD_UNCHANGED))
+        assert written.dtype == np.uint8 and written.shape == expected.shape, name
+        assert np.array_equal(written, expected), name
+    assert (output / "sub" / "f.png").read_bytes() == b"made earlier"
+    rows = _manifest(output)
+    assert rows["broken.jpg"]["status"] == "failed" and "decode" in rows["broken.jpg"]["error"]
+    assert rows["f.png"]["status"] == "skipped"
+    assert rows["a.jpg"]["status"] == "ok" and rows["a.jpg"]["seconds"] > 0
+    assert rows["a.jpg"]["output"] == str(output / "a.png")
+    assert not list(output.rglob("*.part"))
+
+    written = _digest(output)
+    assert deblock_folder(source, output, model, progress=False) == {
+        "ok": 0, "skipped": 8, "failed": 1}
+    assert {k: v for k, v in _digest(output).items() if k != "manifest.jsonl"} == {
+        k: v for k, v in written.items() if k != "manifest.jsonl"}
+
+
+def test_cli_overwrites_on_request_and_exits_nonzero_on_failures(source: Path, model: DCSC,
+                                                                 tmp_path: Path) -> None:
+    weights = tmp_path / "tiny.safetensors"
+    from dcsc_preproc import save_model
+    save_model(model, weights)
+    output = tmp_path / "clean"
+    (output / "sub").mkdir(parents=True)
+    (output / "sub" / "f.png").write_bytes(b"made earlier")
+
+    with pytest.raises(SystemExit, match="1 images failed"):
+        main(["batch", "--source", str(source), "--output", str(output), "--model", str(weights),
+              "--overwrite", "--workers", "1"])
+
+    frame = cv2.imread(str(source / "sub" / "f.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(cv2.imread(str(output / "sub" / "f.png"), cv2.IMREAD_UNCHANGED),
+                          FrameFilter(model)(frame))
+
+
+def test_refuses_overlapping_folders(source: Path) -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        check_folders(source, source / "clean")
+    with pytest.raises(ValueError, match="overlap"):
+        check_folders(source / "sub", source)
+    with pytest.raises(FileNotFoundError):
+        check_folders(source / "missing", source.parent / "clean")
+
+
+def test_without_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[distributed\]"'):
+        _import_ray()
