@@ -106,43 +106,6 @@ def _deblock(args: argparse.Namespace) -> None:
         Image.fromarray(engine.restore_array(read_image(src))).save(dst)
 
 
-def _add_batch(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("batch", help="de-block an image folder (recursing) on Ray Data, "
-                                     "embedded or on a Ray cluster")
-    p.add_argument("--source", required=True, help="image folder (never written to)")
-    p.add_argument("--output", required=True,
-                   help="folder for the PNGs (same relative paths) and manifest.jsonl")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--workers", type=int, help="actors (default: one per GPU share, else all "
-                                               "CPUs but one, left to Ray's readers)")
-    p.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (threads) per actor")
-    p.add_argument("--gpus-per-worker", type=float, default=0,
-                   help="GPUs per actor (e.g. 0.5: two actors per GPU); 0: CPU actors")
-    p.add_argument("--batch-size", type=int, default=4, help="images per actor call")
-    p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else start "
-                                     "Ray embedded on this machine)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
-    p.add_argument("--manifest", help="manifest file (default: OUTPUT/manifest.jsonl)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="re-do images whose output exists (default: skip them, so runs resume)")
-
-
-def _batch(args: argparse.Namespace) -> None:
-    from .batch import connect, deblock_folder
-
-    try:
-        connect(args.address, args.num_cpus)
-        counts = deblock_folder(args.source, args.output, args.model, workers=args.workers,
-                                cpus_per_worker=args.cpus_per_worker,
-                                gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
-                                overwrite=args.overwrite, manifest=args.manifest)
-    except (ImportError, FileNotFoundError, ValueError) as err:
-        raise SystemExit(str(err)) from err
-    print(", ".join(f"{n} {status}" for status, n in counts.items()))
-    if counts["failed"]:
-        raise SystemExit(f"{counts['failed']} images failed; see the manifest")
-
-
 def _add_snapshot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("snapshot", help="write a run's latest checkpoint as .safetensors weights")
     p.add_argument("run", help="run folder (holds checkpoint.pt)")
@@ -195,21 +158,63 @@ def _ship(args: argparse.Namespace) -> None:
     print(f"shipped {weights} and its model card")
 
 
+def _add_codes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("codes", help="plot a model's sparse codes U_r and their share of zeros "
+                                     "per LISTA iteration (the paper's Figures 3-4)")
+    p.add_argument("image", help="image file: a JPEG is used as it is, any other file is "
+                                 "JPEG-compressed at --quality")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="shipped name or weights file (.npz too)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--iterations", type=int, nargs="+", default=[1, 10, 20, 40],
+                   help="the r whose U_r maps are shown (the model runs max of them)")
+    p.add_argument("--quality", type=int,
+                   help="JPEG quality (default: 10; a JPEG file is then not compressed again)")
+    p.add_argument("--maps", type=int, default=4, help="feature maps shown (the most active)")
+    p.add_argument("--crop", type=int, default=256,
+                   help="central crop in pixels (0: whole image; all U_r are held in memory)")
+    p.add_argument("--json", help="also write the share of zeros per iteration as JSON")
+    p.add_argument("--device")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _codes(args: argparse.Namespace) -> None:
+    import json
+
+    from .codes import load_jpeg_input, plot_codes, sparse_codes
+
+    outputs = [Path(p) for p in (args.out, args.json) if p]
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing and not args.overwrite:
+        raise SystemExit(f"refusing to overwrite {existing[0]}; pass --overwrite")
+    image, quality = load_jpeg_input(args.image, args.quality)
+    codes = sparse_codes(args.model, image, args.iterations, args.maps, args.crop or None,
+                         args.device)
+    plot_codes(codes, args.out, overwrite=True)
+    for r, z in enumerate(codes.zero_share):
+        if r in codes.iterations:
+            print(f"U_{r}: {100 * z:.1f}% zeros")
+    if args.json:
+        record = {"image": args.image, "jpeg_quality": quality, **codes.to_dict()}
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dcsc-preproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo(sub)
     _add_deblock(sub)
-    _add_batch(sub)
     _add_train(sub)
     _add_snapshot(sub)
     _add_ship(sub)
     _add_export(sub)
+    _add_codes(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    {"demo": _demo, "deblock": _deblock, "batch": _batch, "train": _train,
-     "snapshot": _snapshot, "ship": _ship, "export": _export}[args.command](args)
+    {"demo": _demo, "deblock": _deblock, "train": _train,
+     "snapshot": _snapshot, "ship": _ship, "export": _export,
+     "codes": _codes}[args.command](args)
 
 
 if __name__ == "__main__":
