@@ -106,6 +106,43 @@ def _deblock(args: argparse.Namespace) -> None:
         Image.fromarray(engine.restore_array(read_image(src))).save(dst)
 
 
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="de-block an image folder (recursing) on Ray Data, "
+                                     "embedded or on a Ray cluster")
+    p.add_argument("--source", required=True, help="image folder (never written to)")
+    p.add_argument("--output", required=True,
+                   help="folder for the PNGs (same relative paths) and manifest.jsonl")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--workers", type=int, help="actors (default: one per GPU share, else all "
+                                               "CPUs but one, left to Ray's readers)")
+    p.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (threads) per actor")
+    p.add_argument("--gpus-per-worker", type=float, default=0,
+                   help="GPUs per actor (e.g. 0.5: two actors per GPU); 0: CPU actors")
+    p.add_argument("--batch-size", type=int, default=4, help="images per actor call")
+    p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else start "
+                                     "Ray embedded on this machine)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    p.add_argument("--manifest", help="manifest file (default: OUTPUT/manifest.jsonl)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="re-do images whose output exists (default: skip them, so runs resume)")
+
+
+def _batch(args: argparse.Namespace) -> None:
+    from .batch import connect, deblock_folder
+
+    try:
+        connect(args.address, args.num_cpus)
+        counts = deblock_folder(args.source, args.output, args.model, workers=args.workers,
+                                cpus_per_worker=args.cpus_per_worker,
+                                gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+                                overwrite=args.overwrite, manifest=args.manifest)
+    except (ImportError, FileNotFoundError, ValueError) as err:
+        raise SystemExit(str(err)) from err
+    print(", ".join(f"{n} {status}" for status, n in counts.items()))
+    if counts["failed"]:
+        raise SystemExit(f"{counts['failed']} images failed; see the manifest")
+
+
 def _add_snapshot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("snapshot", help="write a run's latest checkpoint as .safetensors weights")
     p.add_argument("run", help="run folder (holds checkpoint.pt)")
@@ -204,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo(sub)
     _add_deblock(sub)
+    _add_batch(sub)
     _add_train(sub)
     _add_snapshot(sub)
     _add_ship(sub)
@@ -212,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    {"demo": _demo, "deblock": _deblock, "train": _train,
+    {"demo": _demo, "deblock": _deblock, "batch": _batch, "train": _train,
      "snapshot": _snapshot, "ship": _ship, "export": _export,
      "codes": _codes}[args.command](args)
 
