@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from .data import DEFAULT_DATA_DIRS
 from .model import DCSCConfig
 from .zoo import DEFAULT_MODEL, MODELS
 
@@ -15,6 +16,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train or resume a DCSC model (run it again to resume)")
     p.add_argument("--out", default="runs/dcsc-y", help="run folder (checkpoint, logs, weights)")
     p.add_argument("--data", help="folder holding bsds500/ (default: $DCSC_DATA or ../shared/data)")
+    p.add_argument("--data-dirs", nargs="+", default=list(DEFAULT_DATA_DIRS), metavar="DIR",
+                   help="training image folders under --data (or absolute), mixed by image "
+                        "count, e.g. bsds500/train bsds500/test coco_train/images")
+    p.add_argument("--init", help="weights to start from if the run has no checkpoint (fine-tune)")
     m = p.add_argument_group("model (fixed for a run)")
     m.add_argument("--config", choices=sorted(MODELS),
                    help="a shipped model's configuration (replaces the flags below)")
@@ -33,6 +38,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--decay-to", type=float,
                    help="cosine-decay the learning rate over this chunk, down to this at --steps")
     t.add_argument("--loss", choices=("mae", "mse"), default="mae")
+    t.add_argument("--detector-loss", metavar="PATH",
+                   help="frozen Ultralytics detector (.pt path): add its feature distance "
+                        "between restored and clean patches to the loss (patch >= 160, /32)")
+    t.add_argument("--detector-loss-weight", type=float, default=1.0)
+    t.add_argument("--detector-layers", type=int, nargs="+",
+                   help="detector layer indices to compare (default: the Detect head's inputs)")
+    t.add_argument("--distill-weight", type=float, default=0.0,
+                   help="add the detector's class-score distillation with this weight")
     t.add_argument("--train-iterations", type=int, help="unrolled R while training (default: --iterations)")
     t.add_argument("--train-images", type=int, help="use only the first N training images (smoke runs)")
     t.add_argument("--val-every", type=int, default=500)
@@ -51,7 +64,11 @@ def _train(args: argparse.Namespace) -> None:
         in_channels=1 if args.channels == "y" else 3, dilated_features=args.dilated_features,
         features=args.features, iterations=args.iterations,
         dilations=(1, 1, 1) if args.no_dilation else (1, 2, 4), unshuffle=args.unshuffle)
-    cfg = TrainConfig(out=args.out, data=args.data, model=model, qualities=tuple(args.qualities),
+    cfg = TrainConfig(out=args.out, data=args.data, data_dirs=tuple(args.data_dirs),
+                      init=args.init, detector_loss=args.detector_loss,
+                      detector_loss_weight=args.detector_loss_weight,
+                      detector_layers=tuple(args.detector_layers) if args.detector_layers else None,
+                      distill_weight=args.distill_weight, model=model, qualities=tuple(args.qualities),
                       patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr, decay_to=args.decay_to,
                       loss=args.loss, train_iterations=args.train_iterations,
                       train_images=args.train_images, val_every=args.val_every, val_images=args.val_images,

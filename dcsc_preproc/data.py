@@ -1,4 +1,4 @@
-"""Training data: clean / JPEG patch pairs from BSDS500 with the JPEG done once per image.
+"""Training data: clean / JPEG patch pairs from image folders with the JPEG done once per image.
 
 Each image is JPEG-compressed at every training quality when the sampler is built, so a
 patch costs a crop and not an encode. Crops start on multiples of 16, so the 8x8 luma and
@@ -18,6 +18,8 @@ from .engine import array_to_tensor
 from .jpeg import jpeg_roundtrip, read_image
 
 ALIGN = 16
+#: Training folders (relative to :func:`data_root`) when none are given: BSDS500 train + test.
+DEFAULT_DATA_DIRS = ("bsds500/train", "bsds500/test")
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -69,14 +71,16 @@ class PatchSampler:
 
     def sample(self, rng: np.random.Generator, batch: int, patch: int,
                augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``batch`` pairs; images smaller than ``patch`` on either side are not drawn."""
+        large = [i for i, img in enumerate(self.clean) if min(img.shape[:2]) >= patch]
+        if not large:
+            raise ValueError(f"no training image is at least {patch}x{patch} pixels")
         inputs, targets = [], []
         for _ in range(batch):
-            i = rng.integers(len(self.clean))
+            i = large[rng.integers(len(large))]
             q = rng.integers(len(self.qualities))
             clean, jpeg = self.clean[i], self.jpeg[i][q]
             h, w = clean.shape[:2]
-            if h < patch or w < patch:
-                raise ValueError(f"image {h}x{w} is smaller than the {patch}x{patch} patch")
             top = rng.integers((h - patch) // ALIGN + 1) * ALIGN
             left = rng.integers((w - patch) // ALIGN + 1) * ALIGN
             a = jpeg[top:top + patch, left:left + patch]

@@ -1,4 +1,5 @@
-"""Training loop: random BSDS500 patches, JPEG at random qualities, MAE (or MSE), Adam.
+"""Training loop: random patches (BSDS500 by default), JPEG at random qualities, MAE (or MSE),
+optionally plus a detector-feature loss (:mod:`.detector_loss`), Adam.
 
 A run lives in one folder: ``checkpoint.pt`` (model, optimiser, RNG states, step: exact
 resume), ``log.csv`` (training loss), ``val.csv`` (validation PSNR / PSNR-B) and, at the end,
@@ -19,12 +20,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import PatchSampler, data_root, list_images, to_uint8_y
+from .data import DEFAULT_DATA_DIRS, PatchSampler, data_root, list_images, to_uint8_y
 from .engine import Engine, machine
 from .jpeg import jpeg_roundtrip, read_image
 from .metrics import psnr, psnrb
 from .model import DCSC, DCSCConfig
-from .zoo import save_model
+from .zoo import load_model, save_model
 
 
 @dataclass
@@ -33,6 +34,10 @@ class TrainConfig:
 
     out: str = "runs/dcsc-y"
     data: str | None = None
+    #: training image folders, relative to ``data`` (or absolute); mixed by image count
+    data_dirs: tuple[str, ...] = DEFAULT_DATA_DIRS
+    #: weights to start from when the run has no checkpoint yet (fine-tuning)
+    init: str | None = None
     model: DCSCConfig = field(default_factory=DCSCConfig)
     qualities: tuple[int, ...] = (10, 20, 30)
     patch: int = 80
@@ -41,6 +46,12 @@ class TrainConfig:
     lr: float = 1e-4
     decay_to: float | None = None
     loss: str = "mae"
+    #: frozen Ultralytics detector whose features the restored patch must match (None: off)
+    detector_loss: str | None = None
+    detector_loss_weight: float = 1.0
+    detector_layers: tuple[int, ...] | None = None
+    #: weight of the detector's class-score distillation term (0: off)
+    distill_weight: float = 0.0
     train_iterations: int | None = None
     train_images: int | None = None
     val_every: int = 500
@@ -134,6 +145,18 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     amp = _precision(cfg.precision, device)
     if cfg.loss not in ("mae", "mse"):
         raise ValueError(f"loss must be 'mae' or 'mse', got {cfg.loss!r}")
+    detector_loss = None
+    if cfg.detector_loss:
+        from .detector_loss import STRIDE, DetectorFeatureLoss, load_frozen_detector
+
+        if cfg.patch % STRIDE or cfg.patch < 5 * STRIDE:
+            raise ValueError(f"--detector-loss needs patches of at least {5 * STRIDE} pixels "
+                             f"and a multiple of {STRIDE} (stride-32 context), got {cfg.patch}")
+        detector_loss = DetectorFeatureLoss(load_frozen_detector(cfg.detector_loss),
+                                            cfg.detector_layers, distill=cfg.distill_weight > 0)
+        detector_loss.to(device)
+    elif cfg.distill_weight:
+        raise ValueError("distillation needs --detector-loss")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     layout = torch.contiguous_format
@@ -156,6 +179,11 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         step, wall, seen = ckpt["step"], ckpt["wall"], ckpt["seen"]
         for log_file in (out / "log.csv", out / "val.csv"):
             _drop_rows_after(log_file, step)
+    elif cfg.init:
+        start_from = load_model(cfg.init)
+        if start_from.config != cfg.model:
+            raise ValueError(f"--init {cfg.init} holds another model ({start_from.config})")
+        model.load_state_dict(start_from.state_dict())
     first_step = step
 
     def save_checkpoint() -> None:
@@ -167,14 +195,15 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         tmp.replace(ckpt_path)
 
     root = data_root(cfg.data)
-    files = list_images(root / "bsds500" / "train") + list_images(root / "bsds500" / "test")
-    files = files[:cfg.train_images]
+    folders = {folder: list_images(root / folder) for folder in cfg.data_dirs}
+    files = [f for found in folders.values() for f in found][:cfg.train_images]
     channels = "y" if cfg.model.in_channels == 1 else "rgb"
     sampler = PatchSampler(files, cfg.qualities, channels, cfg.model.colour)
     validator = Validator(root, cfg.val_images, cfg.val_qualities, cfg.model.in_channels,
                           cfg.model.colour)
     iterations = cfg.train_iterations
     settings = {k: v for k, v in asdict(cfg).items() if k != "model"}
+    settings["data_counts"] = {folder: len(found) for folder, found in folders.items()}
     (out / "config.json").write_text(json.dumps(
         {"model": cfg.model.to_dict(), "last_chunk": settings}, indent=2))
     with (out / "chunks.jsonl").open("a") as f:
@@ -182,13 +211,14 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         f.write(json.dumps({"start_step": step, "command": command, "settings": settings,
                             "machine": machine(device), "started": started}) + "\n")
 
-    def log(step: int, losses: list[torch.Tensor]) -> float:
-        loss = torch.stack(losses).mean().item()
+    def log(step: int, losses: list[dict[str, torch.Tensor]]) -> float:
+        terms = {k: torch.stack([t[k] for t in losses]).mean().item() for k in losses[0]}
+        loss = terms.pop("loss")
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} before step {step}; "
                                      "resume from the last checkpoint with a lower --lr")
         _append_csv(out / "log.csv", {
-            "step": step, "loss": round(loss, 6),
+            "step": step, "loss": round(loss, 6), **{k: round(v, 6) for k, v in terms.items()},
             "lr": float(f"{optimiser.param_groups[0]['lr']:.4g}"),
             "train_iterations": iterations or cfg.model.iterations, "patch": cfg.patch,
             "batch": cfg.batch, "patches_seen": seen,
@@ -198,7 +228,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     model.train()
     start = time.monotonic()
     deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
-    losses: list[torch.Tensor] = []  # kept on the device: no sync per step
+    losses: list[dict[str, torch.Tensor]] = []  # kept on the device: no sync per step
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", unit="step")
     while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
         for group in optimiser.param_groups:
@@ -208,14 +238,21 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             output = model(inputs, iterations=iterations)
+            extra = {} if detector_loss is None else detector_loss(output, targets)
         diff = output.float() - targets
-        loss = diff.abs().mean() if cfg.loss == "mae" else diff.square().mean()
+        pixel = diff.abs().mean() if cfg.loss == "mae" else diff.square().mean()
+        loss = pixel
+        if extra:
+            loss = loss + cfg.detector_loss_weight * extra["feature"]
+            if "distill" in extra:
+                loss = loss + cfg.distill_weight * extra["distill"]
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         step += 1
         seen += cfg.batch
-        losses.append(loss.detach())
+        losses.append({"loss": loss.detach(), **({"pixel": pixel.detach()} if extra else {}),
+                       **{k: v.detach() for k, v in extra.items()}})
         bar.update()
         if step % cfg.log_every == 0:
             bar.set_postfix(loss=f"{log(step, losses):.5f}")
@@ -253,6 +290,28 @@ def snapshot(run: str | Path, path: str | Path, overwrite: bool = False) -> Path
     return save_model(model, path, info=info, overwrite=overwrite)
 
 
+def _data_text(settings: dict, channels: int) -> str:
+    """The model card's data paragraph: folders and image counts, patches, JPEG, losses."""
+    dirs = settings.get("data_dirs") or DEFAULT_DATA_DIRS
+    counts = settings.get("data_counts") or {}
+    mix = " + ".join(f"`{d}`" + (f" ({counts[d]} images)" if d in counts else "") for d in dirs)
+    text = (f"{mix}, random {settings['patch']}-pixel patches whose corner is on the 16-pixel "
+            "JPEG grid, flips and rotations; JPEG by Pillow at a quality drawn per patch from "
+            f"{settings['qualities']} " + ("(grayscale JPEG of the MATLAB Y channel)."
+                                            if channels == 1 else "(colour JPEG, 4:2:0)."))
+    if settings.get("init"):
+        text += f" Started from `{settings['init']}`."
+    if settings.get("detector_loss"):
+        layers = settings.get("detector_layers") or "the Detect head's inputs"
+        text += (f" Loss: {settings['loss']} on pixels + {settings['detector_loss_weight']} x "
+                 f"detector-feature loss (frozen `{settings['detector_loss']}`, layers {layers}, "
+                 "per-channel normalised)")
+        if settings.get("distill_weight"):
+            text += f" + {settings['distill_weight']} x class-score distillation"
+        text += "."
+    return text
+
+
 def _lr_text(settings: dict) -> str:
     decay = settings.get("decay_to")
     return str(settings["lr"]) if decay is None else f"{settings['lr']} cosine to {decay}"
@@ -275,11 +334,7 @@ def model_card(run: str | Path, name: str) -> str:
     lines = [f"# {name}", "", f"Trained by this repository's `dcsc-preproc train` "
              f"({params:,} parameters).", "", "## Configuration", "", "```json",
              json.dumps(config, indent=2), "```", "",
-             "## Data", "", "BSDS500 train + test (400 images), random patches whose corner is "
-             "on the 16-pixel JPEG grid, flips and rotations; JPEG by Pillow at a quality drawn "
-             f"per patch from {chunks[-1]['settings']['qualities']} "
-             + ("(grayscale JPEG of the MATLAB Y channel)." if config["in_channels"] == 1
-                else "(colour JPEG, 4:2:0)."), "",
+             "## Data", "", _data_text(chunks[-1]["settings"], config["in_channels"]), "",
              "## Training", "",
              f"- steps: {ckpt['step']:,}; patches seen: {ckpt['seen']:,}; "
              f"wall time: {ckpt['wall'] / 3600:.2f} h", "",
