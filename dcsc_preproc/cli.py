@@ -84,15 +84,20 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--device")
+    p.add_argument("--detector", help="Ultralytics detector weights (a path): also detect on the "
+                                      "JPEG and the de-blocked image, write detections.png")
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from .demo import DETECTION_CONF, run_demo
 
-    scores = run_demo(args.image, args.quality, args.model, args.out, args.device)
+    scores = run_demo(args.image, args.quality, args.model, args.out, args.device, args.detector)
     for name, s in scores.items():
-        print(f"{name:9s} Y PSNR {s['psnr']:.2f} dB  PSNR-B {s['psnrb']:.2f} dB")
-    print(f"wrote {args.out}/jpeg_q{args.quality}.jpg, restored.png, comparison.png")
+        found = (f"  {s['detections']} detections above {DETECTION_CONF}"
+                 if "detections" in s else "")
+        print(f"{name:9s} Y PSNR {s['psnr']:.2f} dB  PSNR-B {s['psnrb']:.2f} dB{found}")
+    print(f"wrote {args.out}/jpeg_q{args.quality}.jpg, restored.png, comparison.png"
+          + (", detections.png" if args.detector else ""))
 
 
 def _add_deblock(sub: argparse._SubParsersAction) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,17 @@ def sample_image() -> Path:
     return Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
 
 
+#: Confidence above which the demo counts a detection.
+DETECTION_CONF = 0.25
+
+
 def run_demo(image: str | Path | None, quality: int, model: str, out: str | Path,
-             device: str | None = None) -> dict:
+             device: str | None = None, detector: str | Path | None = None) -> dict:
     """Write ``jpeg_qQ.jpg``, ``restored.png`` and ``comparison.png`` to ``out``; return metrics.
 
+    With ``detector`` (Ultralytics weights, a path) the JPEG and the de-blocked image also go
+    through the detector: ``detections.png`` shows both with boxes, side by side, and each
+    image's metrics get ``detections``, its count above :data:`DETECTION_CONF` confidence.
     The outputs of earlier demo runs in ``out`` are replaced (they are this command's files).
     """
     out = Path(out)
@@ -38,7 +46,45 @@ def run_demo(image: str | Path | None, quality: int, model: str, out: str | Path
     scores = {name: {"psnr": psnr(to_uint8_y(img), ref), "psnrb": psnrb(to_uint8_y(img), ref)}
               for name, img in (("jpeg", jpeg), ("restored", restored))}
     _comparison(clean, jpeg, restored, scores, quality, out / "comparison.png")
+    if detector is not None:
+        counts = _detections(detector, jpeg, restored, quality, out / "detections.png", device)
+        for name, count in counts.items():
+            scores[name]["detections"] = count
     return scores
+
+
+def _detections(detector: str | Path, jpeg: np.ndarray, restored: np.ndarray, quality: int,
+                path: Path, device: str | None) -> dict[str, int]:
+    """Detect on the JPEG and the de-blocked image, draw both side by side; return counts."""
+    detector = Path(detector)
+    if not detector.exists():
+        raise FileNotFoundError(f"detector weights not found: {detector} (give an existing path: "
+                                "a bare name like 'yolov8n.pt' would make Ultralytics download it)")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(detector))
+    panels = {"jpeg": (f"JPEG q{quality}", jpeg), "restored": ("de-blocked", restored)}
+    counts = {}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.6))
+    for ax, (name, (title, img)) in zip(axes, panels.items()):
+        rgb = np.dstack([img] * 3) if img.ndim == 2 else img
+        result = yolo.predict(np.ascontiguousarray(rgb[..., ::-1]), conf=DETECTION_CONF,
+                              device=device, verbose=False)[0]
+        counts[name] = len(result.boxes)
+        ax.imshow(result.plot()[..., ::-1])
+        ax.set_title(f"{title}: {counts[name]} detections above {DETECTION_CONF} confidence",
+                     fontsize=11)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return counts
 
 
 def _comparison(clean: np.ndarray, jpeg: np.ndarray, restored: np.ndarray, scores: dict,
