@@ -1,4 +1,5 @@
-"""Detection benchmark: COCO bbox mAP of a YOLO detector on original, JPEG and de-blocked JPEG.
+"""Detection benchmark: COCO bbox mAP of a YOLO detector on original and JPEG images, each
+with and without de-blocking.
 
 Protocol of ``shared/data/coco_dev/REFERENCE.md``, so the numbers compare with it: the first
 ``limit`` images by id; JPEG by Pillow at quality q (4:2:0) decoded by Pillow; each de-blocker on
@@ -11,6 +12,14 @@ quality and image id), so adding a de-blocker re-runs only that one. A DCSC de-b
 its name (with any ``@R`` suffix: ``dcsc-fast@3`` runs R=3 LISTA iterations) plus a hash of its
 weights file, so retrained weights or another R never reuse cached images. De-block time is the
 mean over images computed in this run (``null`` when all came from the cache).
+
+Every de-blocker also runs on the original files (harm on clean images). A paired bootstrap
+over images (``--bootstrap N`` resamples, the same draws for every condition; see
+:mod:`eval.coco_bootstrap`) gives 95% intervals for each mAP (``map_ci``), for the change
+against the same images without de-blocking (``delta``, ``delta_ci``) and, for JPEG
+conditions, for the share of the JPEG loss won back (``recovered``, ``recovered_ci``:
+``(de-blocked - JPEG) / (original - JPEG)``). The detector is any Ultralytics model given as
+a path: ``.pt`` weights or an export folder such as ``yolov8n_int8_openvino_model/``.
 
     python -m eval.detection --limit 100 --qualities 10 20 --deblock nlm dcsc-fast \\
         --json results/detection.json --plot results/detection.png
@@ -36,7 +45,6 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
-from pycocotools.cocoeval import COCOeval  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 from ultralytics.data.converter import coco80_to_coco91_class  # noqa: E402
@@ -44,6 +52,7 @@ from ultralytics.data.converter import coco80_to_coco91_class  # noqa: E402
 from dcsc_preproc import encode_jpeg, get_deblocker, model_name, read_image  # noqa: E402
 from dcsc_preproc.baselines import BASELINES  # noqa: E402
 from dcsc_preproc.zoo import resolve_source  # noqa: E402
+from eval.coco_bootstrap import PerImageAP, interval, resample_weights  # noqa: E402
 from pipelines.yolo import load_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -68,10 +77,8 @@ def cache_key(source: str | Path) -> str:
 
 
 def condition_name(record: dict) -> str:
-    """``original``, ``JPEG q10`` or ``JPEG q10 + nlm``."""
-    if record["quality"] is None:
-        return "original"
-    name = f"JPEG q{record['quality']}"
+    """``original``, ``original + nlm``, ``JPEG q10`` or ``JPEG q10 + nlm``."""
+    name = "original" if record["quality"] is None else f"JPEG q{record['quality']}"
     return f"{name} + {record['deblocker']}" if record["deblocker"] else name
 
 
@@ -97,14 +104,16 @@ def jpeg_image(original: Path, quality: int, cache: Path) -> np.ndarray:
     return read_image(path)
 
 
-def deblocked_image(original: Path, quality: int, key: str,
+def deblocked_image(original: Path, quality: int | None, key: str,
                     deblock: Callable[[np.ndarray], np.ndarray],
                     cache: Path) -> tuple[np.ndarray, float | None]:
-    """De-blocked JPEG of ``original`` and the seconds de-blocking took (``None`` if cached)."""
-    path = cache / "deblocked" / key / f"q{quality}" / f"{original.stem}.png"
+    """De-blocked JPEG (or original, ``quality=None``) of ``original`` and the seconds
+    de-blocking took (``None`` if cached)."""
+    folder = "original" if quality is None else f"q{quality}"
+    path = cache / "deblocked" / key / folder / f"{original.stem}.png"
     if path.is_file():
         return read_image(path), None
-    image = jpeg_image(original, quality, cache)
+    image = read_rgb(original) if quality is None else jpeg_image(original, quality, cache)
     start = time.perf_counter()
     out = deblock(image)
     seconds = time.perf_counter() - start
@@ -116,13 +125,13 @@ def deblocked_image(original: Path, quality: int, key: str,
 def condition_image(original: Path, quality: int | None,
                     deblock: tuple[str, Callable[[np.ndarray], np.ndarray]] | None,
                     cache: Path) -> tuple[np.ndarray, float | None]:
-    """The image of one condition (original, JPEG, or JPEG + ``(cache key, de-blocker)``) and
-    the seconds de-blocking took (``None`` if nothing was de-blocked in this call)."""
+    """The image of one condition (original or JPEG, each optionally + ``(cache key,
+    de-blocker)``) and the seconds de-blocking took (``None`` if nothing was de-blocked)."""
+    if deblock is not None:
+        return deblocked_image(original, quality, *deblock, cache)
     if quality is None:
         return read_rgb(original), None
-    if deblock is None:
-        return jpeg_image(original, quality, cache), None
-    return deblocked_image(original, quality, *deblock, cache)
+    return jpeg_image(original, quality, cache), None
 
 
 def detect(model: YOLO, image: np.ndarray, image_id: int, imgsz: int,
@@ -136,32 +145,45 @@ def detect(model: YOLO, image: np.ndarray, image_id: int, imgsz: int,
                                               boxes.cls.tolist())]
 
 
-def coco_map(gt: COCO, detections: list[dict], image_ids: list[int]) -> dict[str, float | None]:
-    """pycocotools bbox AP over ``image_ids``; ``None`` for an area range without ground truth."""
-    if not detections:  # loadRes cannot take an empty list
-        return dict.fromkeys(STATS, 0.0)
-    with redirect_stdout(io.StringIO()):  # keep pycocotools' printout out of the table on stdout
-        evaluator = COCOeval(gt, gt.loadRes(detections), "bbox")
-        evaluator.params.imgIds = image_ids
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {k: float(evaluator.stats[i]) if evaluator.stats[i] >= 0 else None
-            for k, i in STATS.items()}
+def coco_stats(result: PerImageAP) -> dict[str, float | None]:
+    """pycocotools bbox AP fields; ``None`` for an area range without ground truth."""
+    return {k: float(result.stats[i]) if result.stats[i] >= 0 else None for k, i in STATS.items()}
+
+
+def add_intervals(records: list[dict], results: list[PerImageAP], resamples: int,
+                  seed: int = 0) -> None:
+    """Paired bootstrap fields (``map_ci``, ``delta``, ``delta_ci``, ``recovered``,
+    ``recovered_ci``) of each record, in place; the same image draws for every condition."""
+    weights = resample_weights(len(results[0].image_ids), resamples, seed)
+    draws = {id(r): np.array([res.map(w) for w in weights]) for r, res in zip(records, results)}
+    by_condition = {(r["quality"], r["deblocker"]): r for r in records}
+    original = by_condition.get((None, None))
+    for r in records:
+        r["map_ci"] = interval(draws[id(r)])
+        base = by_condition.get((r["quality"], None)) if r["deblocker"] else None
+        r["delta"] = None if base is None else r["map"] - base["map"]
+        r["delta_ci"] = None if base is None else interval(draws[id(r)] - draws[id(base)])
+        r["recovered"] = r["recovered_ci"] = None
+        if base is not None and original is not None and r["quality"] is not None:
+            loss, loss_draws = original["map"] - base["map"], draws[id(original)] - draws[id(base)]
+            r["recovered"] = r["delta"] / loss if loss else None
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r["recovered_ci"] = interval((draws[id(r)] - draws[id(base)]) / loss_draws)
 
 
 def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
                        detector: Path = DETECTOR, qualities: Sequence[int] = (10, 20, 30),
                        deblockers: Sequence[str | Path] = (), limit: int | None = None,
-                       cache: Path = CACHE, imgsz: int = 640, device: str | None = None
-                       ) -> list[dict]:
-    """Evaluate original, JPEG at each quality and JPEG + each de-blocker; one record each.
+                       cache: Path = CACHE, imgsz: int = 640, device: str | None = None,
+                       bootstrap: int = 1000, seed: int = 0) -> list[dict]:
+    """Evaluate original and JPEG at each quality, each alone and + each de-blocker; one
+    record each, with paired bootstrap intervals (``bootstrap`` resamples; 0: none).
 
     ``deblockers`` are baseline names (``nlm``, ``bilateral``) or anything ``load_model``
     accepts (``@R`` included), named by :func:`model_name`. Records hold ``quality``
-    (``None``: original), ``deblocker`` (name, ``None``: none), ``map``, ``map50``,
-    ``map_small``, ``map_medium``, ``map_large``, ``images``, and mean seconds per image
-    ``deblock_s`` and ``detect_s``.
+    (``None``: original), ``deblocker`` (name, ``None``: none), ``detector`` (file name),
+    ``map``, ``map50``, ``map_small``, ``map_medium``, ``map_large``, ``images``, mean seconds
+    per image ``deblock_s`` and ``detect_s``, and the bootstrap fields of :func:`add_intervals`.
     """
     model = load_detector(detector)
     with redirect_stdout(io.StringIO()):
@@ -176,11 +198,11 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
     deblock = {d: (cache_key(d), get_deblocker(d, device)) for d in deblockers}
     detect(model, read_rgb(files[image_ids[0]]), image_ids[0], imgsz, device)  # warm-up, untimed
 
-    records = []
-    conditions = [(None, None)] + [(q, d) for q in qualities for d in (None, *deblockers)]
+    records, results = [], []
+    conditions = [(q, d) for q in (None, *qualities) for d in (None, *deblockers)]
     for quality, source in conditions:
         name = None if source is None else model_name(source)
-        record = {"quality": quality, "deblocker": name}
+        record = {"quality": quality, "deblocker": name, "detector": Path(detector).name}
         detections, deblock_times, detect_times = [], [], []
         for image_id in tqdm(image_ids, desc=condition_name(record), file=sys.stderr):
             image, seconds = condition_image(files[image_id], quality, deblock.get(source), cache)
@@ -190,7 +212,8 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
             detections += detect(model, image, image_id, imgsz, device)
             detect_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        record.update(coco_map(gt, detections, image_ids))
+        results.append(PerImageAP(gt, detections, image_ids))
+        record.update(coco_stats(results[-1]))
         record.update(images=len(image_ids),
                       deblock_s=float(np.mean(deblock_times)) if deblock_times else None,
                       detect_s=float(np.mean(detect_times)))
@@ -198,6 +221,11 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
               f"{sum(detect_times):.1f} s, COCO eval {time.perf_counter() - start:.1f} s",
               file=sys.stderr)
         records.append(record)
+    if bootstrap:
+        start = time.perf_counter()
+        add_intervals(records, results, bootstrap, seed)
+        print(f"bootstrap ({bootstrap} resamples): {time.perf_counter() - start:.1f} s",
+              file=sys.stderr)
     return records
 
 
@@ -205,12 +233,22 @@ def _cell(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _range(values: list[float] | None, digits: int, scale: float = 1) -> str:
+    return "-" if values is None else "[" + ", ".join(f"{v * scale:.{digits}f}" for v in values) + "]"
+
+
 def markdown_table(records: list[dict]) -> str:
-    """The records as a markdown table, one row per condition."""
-    lines = ["| condition | mAP50-95 | mAP50 | AP small | AP medium | AP large | "
-             "de-block s/img | detect s/img |", "|---|---|---|---|---|---|---|---|"]
+    """The records as a markdown table, one row per condition (95% intervals in brackets)."""
+    lines = ["| condition | mAP50-95 | 95% CI | change | 95% CI | JPEG loss recovered | 95% CI | "
+             "mAP50 | AP small | AP medium | AP large | de-block s/img | detect s/img |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
-        cells = [condition_name(r)] + [_cell(r[k], 3) for k in STATS]
+        recovered = r.get("recovered")
+        cells = [condition_name(r), _cell(r["map"], 3), _range(r.get("map_ci"), 3),
+                 _cell(r.get("delta"), 4), _range(r.get("delta_ci"), 4),
+                 "-" if recovered is None else f"{100 * recovered:.1f}%",
+                 _range(r.get("recovered_ci"), 1, 100)]
+        cells += [_cell(r[k], 3) for k in list(STATS)[1:]]
         cells += [_cell(r["deblock_s"], 3), _cell(r["detect_s"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -226,7 +264,7 @@ def plot(records: list[dict], path: str | Path) -> None:
         ax.plot([r["quality"] for r in line], [r["map"] for r in line], marker="o",
                 label=name or "JPEG, no de-blocking")
     for r in records:
-        if r["quality"] is None:
+        if r["quality"] is None and r["deblocker"] is None:
             ax.axhline(r["map"], color="black", linestyle="--", label="original")
     ax.set_xticks(sorted({r["quality"] for r in jpeg}))
     ax.set_xlabel("JPEG quality")
@@ -243,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=Path, default=IMAGES, help="folder of COCO images")
     parser.add_argument("--annotations", type=Path, default=ANNOTATIONS, help="COCO JSON")
-    parser.add_argument("--detector", type=Path, default=DETECTOR, help="Ultralytics weights path")
+    parser.add_argument("--detector", type=Path, default=DETECTOR,
+                        help="Ultralytics weights (.pt) or export folder (e.g. an OpenVINO "
+                             "*_openvino_model/, needs `pip install openvino`)")
     parser.add_argument("--qualities", type=int, nargs="+", default=[10, 20, 30])
     parser.add_argument("--deblock", action="extend", nargs="+", default=[], metavar="MODEL",
                         help="nlm, bilateral, a shipped model name, .safetensors or authors' "
@@ -254,12 +294,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=CACHE, help="JPEG and de-blocked image cache")
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="paired bootstrap resamples of the images for 95%% intervals (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
 
     records = evaluate_detection(args.images, args.annotations, args.detector, args.qualities,
-                                 args.deblock, args.limit, args.cache, args.imgsz, args.device)
+                                 args.deblock, args.limit, args.cache, args.imgsz, args.device,
+                                 args.bootstrap, args.seed)
     print(markdown_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,9 @@ from ultralytics.data.converter import coco80_to_coco91_class
 from dcsc_preproc import DCSC, jpeg_roundtrip, save_model
 from eval import detection
 
-KEYS = {"quality", "deblocker", "map", "map50", "map_small", "map_medium", "map_large", "images",
-        "deblock_s", "detect_s"}
+KEYS = {"quality", "deblocker", "detector", "map", "map50", "map_small", "map_medium", "map_large",
+        "images", "deblock_s", "detect_s", "map_ci", "delta", "delta_ci", "recovered",
+        "recovered_ci"}
 LIMIT = 3
 
 
@@ -43,7 +44,7 @@ def run(coco_dev: Path, detector: Path, tmp_path_factory: pytest.TempPathFactory
                         "--deblock", str(weights), f"{weights}@1", "--deblock", "nlm",
                         "--limit", str(LIMIT), "--json", str(tmp / "r.json"),
                         "--plot", str(tmp / "r.png"), "--cache", str(tmp / "cache"),
-                        "--device", "cpu"])
+                        "--device", "cpu", "--bootstrap", "50"])
     return {"tmp": tmp, "weights": weights, "stdout": stdout.getvalue(),
             "records": json.loads((tmp / "r.json").read_text())}
 
@@ -51,10 +52,12 @@ def run(coco_dev: Path, detector: Path, tmp_path_factory: pytest.TempPathFactory
 def test_records_table_and_plot(run: dict) -> None:
     records = run["records"]
     assert [(r["quality"], r["deblocker"]) for r in records] == [
-        (None, None), (10, None), (10, "tiny"), (10, "tiny@1"), (10, "nlm")]
+        (None, None), (None, "tiny"), (None, "tiny@1"), (None, "nlm"),
+        (10, None), (10, "tiny"), (10, "tiny@1"), (10, "nlm")]
     for r in records:
         assert set(r) == KEYS
-        assert r["images"] == LIMIT
+        assert r["images"] == LIMIT and r["detector"] == "yolov8n_ovint8_dequant.pt"
+        assert r["map_ci"][0] <= r["map_ci"][1]
         for key in ("map", "map50", "map_small", "map_medium", "map_large"):
             assert r[key] is None or 0 <= r[key] <= 1
         assert r["detect_s"] > 0
@@ -100,6 +103,42 @@ def test_original_map_matches_direct_computation(run: dict, coco_dev: Path,
         e.summarize()
     assert run["records"][0]["map"] == pytest.approx(e.stats[0], abs=1e-6)
     assert run["records"][0]["map50"] == pytest.approx(e.stats[1], abs=1e-6)
+
+
+def test_bootstrap_fields_are_paired_differences(run: dict) -> None:
+    by = {(r["quality"], r["deblocker"]): r for r in run["records"]}
+    original, jpeg, nlm = by[None, None], by[10, None], by[10, "nlm"]
+    assert original["delta"] is None and original["recovered"] is None
+    assert by[None, "nlm"]["delta"] == pytest.approx(by[None, "nlm"]["map"] - original["map"])
+    assert by[None, "nlm"]["recovered"] is None  # no JPEG loss to win back on originals
+    assert nlm["delta"] == pytest.approx(nlm["map"] - jpeg["map"])
+    assert nlm["recovered"] == pytest.approx(nlm["delta"] / (original["map"] - jpeg["map"]))
+    assert nlm["delta_ci"][0] <= nlm["delta_ci"][1]
+    assert nlm["recovered_ci"][0] <= nlm["recovered_ci"][1]
+
+
+def test_weighted_map_equals_cocoeval_on_the_drawn_images(coco_dev: Path) -> None:
+    """Weights of 0/1 give COCOeval's mAP on that subset: the bootstrap re-accumulates exactly."""
+    from eval.coco_bootstrap import PerImageAP
+
+    with redirect_stdout(io.StringIO()):
+        gt = COCO(str(coco_dev / "instances.json"))
+    ids = sorted(gt.getImgIds())[:12]
+    rng = np.random.default_rng(1)
+    dets = []  # noisy copies of the ground truth: a realistic mix of hits, misses and scores
+    for a in gt.loadAnns(gt.getAnnIds(imgIds=ids)):
+        x, y, w, h = a["bbox"]
+        for _ in range(2):
+            dx, dy = rng.normal(0, 0.15 * w), rng.normal(0, 0.15 * h)
+            dets.append({"image_id": a["image_id"], "category_id": a["category_id"],
+                         "bbox": [x + dx, y + dy, w, h], "score": float(rng.random())})
+    full = PerImageAP(gt, dets, ids)
+    assert full.map() == pytest.approx(full.stats[0], abs=1e-12)
+    subset = ids[::2]
+    weights = np.array([1.0 if i in subset else 0.0 for i in ids])
+    sub = PerImageAP(gt, [d for d in dets if d["image_id"] in subset], subset)
+    assert full.map(weights) == pytest.approx(sub.stats[0], abs=1e-12)
+    assert full.map(2 * np.ones(len(ids))) == pytest.approx(full.stats[0], abs=1e-12)
 
 
 def test_cache_is_reused_and_jpeg_matches_roundtrip(run: dict, coco_dev: Path,
