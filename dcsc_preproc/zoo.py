@@ -30,6 +30,10 @@ MODELS = {
     # fast variant for video and detection: LISTA on 4x4-unshuffled RGB
     "dcsc-fast": DCSCConfig(in_channels=3, unshuffle=4, dilated_features=24, features=48,
                             iterations=6),
+    # dcsc-fast's network fine-tuned for the detector it serves (detector-feature loss, COCO
+    # train2017 + BSDS500): the same cost per frame
+    "dcsc-det": DCSCConfig(in_channels=3, unshuffle=4, dilated_features=24, features=48,
+                           iterations=6),
 }
 #: What ``model=None`` means in the transform, frame filter and pipelines: the model that
 #: wins back the most detection mAP per millisecond (see docs/RESULTS.md).

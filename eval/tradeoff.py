@@ -66,7 +66,8 @@ def tradeoff(speed: list[dict], restoration: list[dict], detection: list[dict],
     psnrb = {r["method"]: r["psnrb"] for r in restoration
              if r["set"] == set_name and r["quality"] == quality}
     maps = {r["deblocker"]: r["map"] for r in detection if r["quality"] == quality}
-    original = next((r["map"] for r in detection if r["quality"] is None), None)
+    original = next((r["map"] for r in detection
+                     if r["quality"] is None and r["deblocker"] is None), None)
     rows = [{"name": name, "ms": t, "ratio": t / detector_ms, "psnrb": psnrb.get(name),
              "map": maps.get(name),
              "recovered": recovered(maps.get(name), maps.get(None), original)}
