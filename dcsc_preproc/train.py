@@ -1,10 +1,16 @@
 """Training loop: random patches (BSDS500 by default), JPEG at random qualities, MAE (or MSE),
 optionally plus a detector-feature loss (:mod:`.detector_loss`), Adam.
 
-A run lives in one folder: ``checkpoint.pt`` (model, optimiser, RNG states, step: exact
-resume), ``log.csv`` (training loss), ``val.csv`` (validation PSNR / PSNR-B) and, at the end,
-``model.safetensors``. Running the same command again resumes; training knobs (patch, batch,
-unrolled iterations, learning rate, steps) may change between chunks, the model may not.
+A run lives in one folder: ``checkpoint.pt`` (model, optimiser, torch RNG state, step: exact
+resume, as patches come from :func:`~.distributed.patch_rng`), ``log.csv`` (training loss),
+``val.csv`` (validation PSNR / PSNR-B) and, at the end, ``model.safetensors``. Running the
+same command again resumes; training knobs (patch, batch, unrolled iterations, learning rate,
+steps) may change between chunks, the model may not.
+
+``torchrun --nproc_per_node=N -m dcsc_preproc train ...`` trains the same run with N
+processes (:mod:`.distributed`): DistributedDataParallel averages the gradients of N batches of
+``batch`` patches, each rank draws its own patches, rank 0 alone writes the run folder, and a
+checkpoint resumes with any number of processes.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .data import DEFAULT_DATA_DIRS, PatchSampler, data_root, list_images, to_uint8_y
+from .distributed import Ranks, any_rank, mean_over_ranks, patch_rng, process_group
 from .engine import Engine, machine
 from .jpeg import jpeg_roundtrip, read_image
 from .metrics import psnr, psnrb
@@ -100,8 +108,9 @@ class Validator:
             for q in qualities:
                 self.items.append((q, clean, jpeg_roundtrip(clean, q)))
 
-    def __call__(self, model: DCSC, device: torch.device) -> list[dict]:
-        engine = Engine(model, device=device, tile=None)
+    def __call__(self, model: DCSC, device: torch.device, channels_last: bool) -> list[dict]:
+        """``channels_last``: the training layout, kept (the Engine sets it on the model)."""
+        engine = Engine(model, device=device, tile=None, channels_last=channels_last)
         results: dict[int, list[tuple[float, ...]]] = {}
         for q, clean, jpeg in self.items:
             ref, inp, res = (to_uint8_y(a) for a in (clean, jpeg, engine.restore_array(jpeg)))
@@ -137,11 +146,16 @@ def _append_csv(path: Path, row: dict) -> None:
 def train(cfg: TrainConfig, command: str | None = None) -> Path:
     """Train (or resume) the run in ``cfg.out``; returns the path of the final weights.
 
-    ``command`` (the command line) is recorded with each chunk in ``chunks.jsonl``.
+    ``command`` (the command line) is recorded with each chunk in ``chunks.jsonl``. Under
+    torchrun each process calls this; ``cfg.batch`` is per process.
     """
+    with process_group(cfg.device) as (ranks, device):
+        return _train(cfg, command, ranks, device)
+
+
+def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.device) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = _precision(cfg.precision, device)
     if cfg.loss not in ("mae", "mse"):
         raise ValueError(f"loss must be 'mae' or 'mse', got {cfg.loss!r}")
@@ -158,7 +172,6 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     elif cfg.distill_weight:
         raise ValueError("distillation needs --detector-loss")
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     layout = torch.contiguous_format
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its kernels
@@ -174,22 +187,26 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
                              f"({ckpt['model_config']}); use another --out")
         model.load_state_dict(ckpt["model"])
         optimiser.load_state_dict(ckpt["optimiser"])
-        rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         step, wall, seen = ckpt["step"], ckpt["wall"], ckpt["seen"]
         for log_file in (out / "log.csv", out / "val.csv"):
-            _drop_rows_after(log_file, step)
+            if ranks.main:
+                _drop_rows_after(log_file, step)
     elif cfg.init:
         start_from = load_model(cfg.init)
         if start_from.config != cfg.model:
             raise ValueError(f"--init {cfg.init} holds another model ({start_from.config})")
         model.load_state_dict(start_from.state_dict())
     first_step = step
+    net = model if ranks.world == 1 else DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None)
 
     def save_checkpoint() -> None:
+        """Rank 0's state: every rank holds the same weights and optimiser after each step."""
+        if not ranks.main:
+            return
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                    "numpy_rng": json.dumps(rng.bit_generator.state),
                     "torch_rng": torch.get_rng_state(), "step": step, "wall": wall,
                     "seen": seen, "model_config": cfg.model.to_dict()}, tmp)
         tmp.replace(ckpt_path)
@@ -200,23 +217,33 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     channels = "y" if cfg.model.in_channels == 1 else "rgb"
     sampler = PatchSampler(files, cfg.qualities, channels, cfg.model.colour)
     validator = Validator(root, cfg.val_images, cfg.val_qualities, cfg.model.in_channels,
-                          cfg.model.colour)
+                          cfg.model.colour) if ranks.main else None
     iterations = cfg.train_iterations
     settings = {k: v for k, v in asdict(cfg).items() if k != "model"}
     settings["data_counts"] = {folder: len(found) for folder, found in folders.items()}
-    (out / "config.json").write_text(json.dumps(
-        {"model": cfg.model.to_dict(), "last_chunk": settings}, indent=2))
-    with (out / "chunks.jsonl").open("a") as f:
-        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        f.write(json.dumps({"start_step": step, "command": command, "settings": settings,
-                            "machine": machine(device), "started": started}) + "\n")
+    # batch and lr are per process; gradients are averaged, so lr applies to the total batch
+    settings["processes"] = ranks.world
+    settings["total_batch"] = cfg.batch * ranks.world
+    if ranks.main:
+        (out / "config.json").write_text(json.dumps(
+            {"model": cfg.model.to_dict(), "last_chunk": settings}, indent=2))
+        with (out / "chunks.jsonl").open("a") as f:
+            started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            f.write(json.dumps({"start_step": step, "command": command, "settings": settings,
+                                "machine": machine(device), "started": started}) + "\n")
 
     def log(step: int, losses: list[dict[str, torch.Tensor]]) -> float:
-        terms = {k: torch.stack([t[k] for t in losses]).mean().item() for k in losses[0]}
+        """Mean losses since the last log, over steps and processes; rank 0 writes them."""
+        names = list(losses[0])
+        means = mean_over_ranks(torch.stack([torch.stack([t[k] for t in losses]).mean()
+                                             for k in names]), ranks)
+        terms = dict(zip(names, means.tolist()))
         loss = terms.pop("loss")
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} before step {step}; "
                                      "resume from the last checkpoint with a lower --lr")
+        if not ranks.main:
+            return loss
         _append_csv(out / "log.csv", {
             "step": step, "loss": round(loss, 6), **{k: round(v, 6) for k, v in terms.items()},
             "lr": float(f"{optimiser.param_groups[0]['lr']:.4g}"),
@@ -229,15 +256,18 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     start = time.monotonic()
     deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
     losses: list[dict[str, torch.Tensor]] = []  # kept on the device: no sync per step
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", unit="step")
-    while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", unit="step",
+               disable=not ranks.main)
+    while step < cfg.steps and not (  # all processes stop at the same step
+            deadline is not None and any_rank(time.monotonic() >= deadline, ranks, device)):
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(cfg, first_step, step)
-        inputs, targets = sampler.sample(rng, cfg.batch, cfg.patch)
+        inputs, targets = sampler.sample(patch_rng(cfg.seed, ranks.rank, step), cfg.batch,
+                                         cfg.patch)
         inputs = inputs.to(device, non_blocking=True).contiguous(memory_format=layout)
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            output = model(inputs, iterations=iterations)
+            output = net(inputs, iterations=iterations)
             extra = {} if detector_loss is None else detector_loss(output, targets)
         diff = output.float() - targets
         pixel = diff.abs().mean() if cfg.loss == "mae" else diff.square().mean()
@@ -250,7 +280,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         loss.backward()
         optimiser.step()
         step += 1
-        seen += cfg.batch
+        seen += cfg.batch * ranks.world
         losses.append({"loss": loss.detach(), **({"pixel": pixel.detach()} if extra else {}),
                        **{k: v.detach() for k, v in extra.items()}})
         bar.update()
@@ -261,8 +291,8 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
             wall += time.monotonic() - start
             start = time.monotonic()
             save_checkpoint()
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            for row in validator(model, device):
+        if ranks.main and (step % cfg.val_every == 0 or step == cfg.steps):
+            for row in validator(model, device, layout == torch.channels_last):
                 _append_csv(out / "val.csv", {"step": step, **row,
                                               "wall_s": round(wall + time.monotonic() - start, 1)})
                 bar.write(f"step {step} val q{row['quality']}: PSNR {row['psnr']:.3f} "
@@ -272,7 +302,10 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         log(step, losses)
     wall += time.monotonic() - start
     save_checkpoint()
-    return snapshot(out, out / "model.safetensors", overwrite=True)
+    weights = out / "model.safetensors"
+    if ranks.main:
+        snapshot(out, weights, overwrite=True)
+    return weights
 
 
 def snapshot(run: str | Path, path: str | Path, overwrite: bool = False) -> Path:
@@ -312,6 +345,13 @@ def _data_text(settings: dict, channels: int) -> str:
     return text
 
 
+def _batch_text(settings: dict) -> str:
+    """Patches per step: per process and in total when a chunk ran on several processes."""
+    processes = settings.get("processes", 1)
+    batch = settings["batch"]
+    return str(batch) if processes == 1 else f"{batch} x {processes} = {batch * processes}"
+
+
 def _lr_text(settings: dict) -> str:
     decay = settings.get("decay_to")
     return str(settings["lr"]) if decay is None else f"{settings['lr']} cosine to {decay}"
@@ -342,9 +382,14 @@ def model_card(run: str | Path, name: str) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for c in chunks:
         s = c["settings"]
-        lines.append(f"| {c['start_step']} | {s['patch']} | {s['batch']} | {_lr_text(s)} | "
+        lines.append(f"| {c['start_step']} | {s['patch']} | {_batch_text(s)} | {_lr_text(s)} | "
                      f"{s['train_iterations'] or config['iterations']} | {s['loss']} | "
                      f"{c['machine']} | {c['started']} | `{c['command']}` |")
+    if any(c["settings"].get("processes", 1) > 1 for c in chunks):
+        lines += ["", "Batch `B x N = T`: B patches on each of N processes (torchrun, "
+                  "DistributedDataParallel), T per step in total. The learning rate is the "
+                  "same on every process and applies to the total batch (gradients are "
+                  "averaged over processes, not summed)."]
     last = {}
     for row in val:
         last[row["quality"]] = row
