@@ -224,8 +224,8 @@ def _dataset(source: Path, output: Path, todo: list[Path], model: str | Path | D
     files = ray.data.read_binary_files([str(source / p) for p in todo], include_paths=True,
                                        ignore_missing_paths=True)
     return files.map_batches(
-        _Deblocker, batch_size=batch_size, batch_format="numpy", concurrency=workers,
-        num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
+        _Deblocker, batch_size=batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
         fn_constructor_kwargs={"model": model, "source": str(source), "output": str(output),
                                "device": "cuda" if gpus_per_worker else "cpu",
                                "threads": max(1, int(cpus_per_worker))})
