@@ -73,7 +73,8 @@ def check_folders(source: str | Path, output: str | Path) -> None:
                          "the output folder must lie outside the source folder")
 
 
-def default_workers(cpus: float, cpus_per_worker: float, gpus: float, gpus_per_worker: float) -> int:
+def default_workers(cpus: float, cpus_per_worker: float, gpus: float,
+                    gpus_per_worker: float) -> int:
     """Actors for a cluster of ``cpus``/``gpus``: one per GPU share, else all CPUs but one.
 
     The CPU left free runs Ray's read tasks, which would otherwise wait behind the actors.
@@ -225,7 +226,8 @@ def _dataset(source: Path, output: Path, todo: list[Path], model: str | Path | D
                                        ignore_missing_paths=True)
     return files.map_batches(
         _Deblocker, batch_size=batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+        num_gpus=gpus_per_worker,
         fn_constructor_kwargs={"model": model, "source": str(source), "output": str(output),
                                "device": "cuda" if gpus_per_worker else "cpu",
                                "threads": max(1, int(cpus_per_worker))})
