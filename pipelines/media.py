@@ -62,10 +62,9 @@ class Frame:
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """What the writer needs to know before the first frame."""
+    """What the writer needs to know before the first frame (the frame size comes with it:
+    some containers state it only in the first picture, MPEG-4 Part 2 over HTTP for one)."""
 
-    width: int
-    height: int
     rate: Fraction           # frames per second as the container states it (exact rational)
     time_base: Fraction      # of the video timestamps the source yields
     frames: int | None       # frame count when the container knows it
@@ -117,7 +116,6 @@ class AVSource:
         video = self._container.streams.video[0]
         audio = self._container.streams.audio
         self.info = SourceInfo(
-            width=video.codec_context.width, height=video.codec_context.height,
             rate=video.average_rate or video.guessed_rate or DEFAULT_RATE,
             time_base=video.time_base, frames=video.frames or None,
             audio=audio[0] if audio else None)
@@ -234,10 +232,7 @@ class CameraSource:
             raise OSError(f"cannot open video source {index!r} (camera index)")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         rate = Fraction(fps).limit_denominator(1001) if math.isfinite(fps) and fps > 0 else None
-        self.info = SourceInfo(
-            width=int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            height=int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            rate=rate or DEFAULT_RATE, time_base=Fraction(1, 1000), frames=None, audio=None)
+        self.info = SourceInfo(rate=rate or DEFAULT_RATE, time_base=Fraction(1, 1000), frames=None, audio=None)
 
     def close(self) -> None:
         """Release the camera (for a run that ends before :meth:`items` is used)."""
@@ -257,7 +252,8 @@ class CameraSource:
 class Writer:
     """Encode frames as H.264 or H.265 yuv420p and mux them with the source's audio.
 
-    ``width`` x ``height`` is the frame size to be written (odd sizes are padded to even).
+    The video size is the first frame's (odd sizes padded to even); audio that comes before
+    the first frame is held until then, since the header needs the video size.
     The container follows the file name (``.mp4``, ``.mkv``, ``.mov``, ...); mp4 and mov are
     written with the index in front (``+faststart``), so browsers start playing at once, and
     H.265 gets the ``hvc1`` tag Apple players need. :attr:`copies_audio` says whether the
@@ -265,7 +261,7 @@ class Writer:
     :meth:`close` flushes the encoders and finalises the file.
     """
 
-    def __init__(self, path: str | Path, info: SourceInfo, width: int, height: int,
+    def __init__(self, path: str | Path, info: SourceInfo,
                  codec: str = "h264", crf: int = DEFAULT_CRF, preset: str = "medium") -> None:
         require_av()
         if codec not in ENCODERS:
@@ -280,7 +276,6 @@ class Writer:
                 options["x265-params"] = "log-level=error"
             self.video = self.container.add_stream(ENCODERS[codec], rate=info.rate,
                                                    options=options)
-            self.video.width, self.video.height = width + width % 2, height + height % 2
             self.video.pix_fmt = "yuv420p"
             self.video.codec_context.time_base = info.time_base
             self.video.time_base = info.time_base
@@ -304,15 +299,29 @@ class Writer:
             self.container.close()
             raise
         self.frames = 0
+        self._held: list = []  # audio before the first frame
 
     def write(self, item: Frame | object) -> None:
         """Write a :class:`Frame`, a copied audio packet or a decoded audio frame."""
-        if isinstance(item, Frame):
-            frame = av.VideoFrame.from_ndarray(pad_even(item.image), format="bgr24")
-            frame.pts, frame.time_base = item.pts, item.time_base
-            self.container.mux(self.video.encode(frame))
-            self.frames += 1
-        elif isinstance(item, av.Packet):
+        if not isinstance(item, Frame):
+            if self.frames:
+                self._write_audio(item)
+            else:
+                self._held.append(item)
+            return
+        image = pad_even(item.image)
+        if self.frames == 0:
+            self.video.height, self.video.width = image.shape[:2]
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts, frame.time_base = item.pts, item.time_base
+        self.container.mux(self.video.encode(frame))
+        self.frames += 1
+        for held in self._held:
+            self._write_audio(held)
+        self._held.clear()
+
+    def _write_audio(self, item) -> None:
+        if isinstance(item, av.Packet):
             item.stream = self.audio
             self.container.mux(item)
         else:
@@ -321,9 +330,10 @@ class Writer:
     def close(self) -> None:
         """Flush the encoders and finalise the file (playable however the run ended)."""
         try:
-            self.container.mux(self.video.encode(None))
-            if self.audio is not None and not self.copies_audio:
-                self.container.mux(self.audio.encode(None))
+            if self.frames:
+                self.container.mux(self.video.encode(None))
+                if self.audio is not None and not self.copies_audio:
+                    self.container.mux(self.audio.encode(None))
         finally:
             self.container.close()
 

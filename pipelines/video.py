@@ -74,8 +74,7 @@ def clean_video(source: str | int | Path, output: str | Path,
     reader = open_source(source, timeout, reconnect, backoff, opener)
     info = reader.info
     try:
-        writer = Writer(output, info, info.width * (2 if side_by_side else 1), info.height,
-                        codec, crf, preset)
+        writer = Writer(output, info, codec, crf, preset)
     except BaseException:
         reader.close()
         raise

@@ -227,6 +227,23 @@ def test_dropped_stream_reconnects_and_appends(clip, tmp_path, caplog):
     assert len(result["audio_packets"]) > len(read(clip)["audio_packets"])  # both connections
 
 
+def test_http_url(clip, tmp_path):
+    """A real URL through PyAV (MPEG-4 Part 2 over HTTP states its size only in the picture)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(clip.parent))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/{clip.name}"
+        written = clean_video(url, tmp_path / "http.mp4", identity, timeout=5.0, progress=False)
+        server.shutdown()
+    result = read(tmp_path / "http.mp4")
+    assert written == FRAMES and result["size"] == (WIDTH, HEIGHT)
+    assert result["times"] == read(clip)["times"] and result["audio"] == "aac"
+
+
 def test_stream_that_stays_down_gives_up_with_the_output_finalised(clip, tmp_path):
     opener = flaky_opener(clip, drops=[3, 0, 0, 0])
     output = tmp_path / "down.mp4"
@@ -367,3 +384,41 @@ def test_cli(clip, tmp_path, weights):
     video = read(output)
     assert len(video["times"]) == 4 and video["size"] == (2 * WIDTH, HEIGHT)
     assert video["codec"] == "h264" and video["audio"] == "aac"
+
+
+def test_camera_index_reads_through_opencv(tmp_path, monkeypatch):
+    class FakeCamera:  # cv2.VideoCapture of a camera delivering 3 frames, then stopping
+        def __init__(self, index: int) -> None:
+            self.index, self.left, self.released = index, 3, False
+
+        def isOpened(self) -> bool:
+            return self.index == 0
+
+        def get(self, prop: int) -> float:
+            return {media.cv2.CAP_PROP_FPS: 30.0}[prop]
+
+        def read(self):
+            self.left -= 1
+            return (self.left >= 0, pattern(self.left) if self.left >= 0 else None)
+
+        def release(self) -> None:
+            self.released = True
+
+    monkeypatch.setattr(media.cv2, "VideoCapture", FakeCamera)
+    with pytest.raises(OSError, match="camera index"):
+        clean_video(1, tmp_path / "none.mp4", identity)
+    assert clean_video(0, tmp_path / "camera.mp4", identity, progress=False) == 3
+    result = read(tmp_path / "camera.mp4")
+    assert result["size"] == (WIDTH, HEIGHT) and len(result["times"]) == 3
+    assert result["times"] == sorted(set(result["times"]))  # capture times, increasing
+
+
+def test_video_speed_benchmark_runs(tmp_path, weights):
+    from eval.video_speed import main as video_speed
+
+    out = tmp_path / "speed.json"
+    video_speed(["--sizes", "64x48", "--frames", "3", "--model", str(weights),
+                 "--json", str(out)])
+    row = json.loads(out.read_text())["rows"]["64x48"]
+    assert row["frames"] == 3
+    assert all(row[k] > 0 for k in ("decode_encode_fps", "deblocker_fps", "pipeline_fps"))
