@@ -9,12 +9,14 @@ from .frame_filter import FrameFilter
 from .jpeg import encode_jpeg, jpeg_roundtrip, read_image
 from .metrics import evaluate, psnr, psnrb, ssim
 from .model import DCSC, DCSCConfig
+from .quality import QualityEstimate, QualityGate, estimate_quality
 from .transforms import Deblock
 from .zoo import (DEFAULT_MODEL, MODELS, available_models, load_authors_npz, load_model,
                   model_name, save_model)
 
 __all__ = [
     "DCSC", "DCSCConfig", "DEFAULT_MODEL", "Deblock", "Engine", "FrameFilter", "MODELS",
+    "QualityEstimate", "QualityGate", "estimate_quality",
     "array_to_tensor", "available_models", "deblock_folder",
     "data_root", "encode_jpeg", "evaluate", "list_images", "get_deblocker", "jpeg_roundtrip", "load_authors_npz", "load_model", "model_name", "psnr",
     "psnrb", "read_image", "rgb_to_y", "rgb_to_ycbcr", "save_model", "ssim", "tensor_to_array", "to_uint8_y",
