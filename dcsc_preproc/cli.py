@@ -179,21 +179,37 @@ def _snapshot(args: argparse.Namespace) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a model as ONNX (dynamic batch, height, width)")
-    p.add_argument("--model", required=True,
+    p = sub.add_parser("export", help="write a model as ONNX or as an OpenVINO folder "
+                                      "(dynamic batch, height, width; optionally INT8)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
                    help="shipped name or weights file; @R unrolls R LISTA iterations")
-    p.add_argument("--onnx", required=True, help="ONNX file to write")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--onnx", help="ONNX file to write")
+    target.add_argument("--openvino", metavar="DIR",
+                        help="OpenVINO export folder to write (run it with Engine(DIR))")
+    p.add_argument("--int8", action="store_true",
+                   help="--openvino only: NNCF INT8, calibrated on coco_train and BSDS500 train")
+    p.add_argument("--data", help="calibration data root (default: $DCSC_DATA or ../shared/data)")
     p.add_argument("--overwrite", action="store_true")
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export_onnx
-
+    target = args.onnx or args.openvino
+    if args.int8 and not args.openvino:
+        raise SystemExit("--int8 needs --openvino DIR (INT8 models are OpenVINO folders)")
     try:
-        path = export_onnx(args.model, args.onnx, args.overwrite)
+        if args.onnx:
+            from .export import export_onnx
+
+            print(f"onnx: {export_onnx(args.model, args.onnx, args.overwrite)}")
+        else:
+            from .backends.openvino import export_openvino
+
+            path = export_openvino(args.model, args.openvino, args.int8, args.data,
+                                   args.overwrite)
+            print(f"openvino: {path}")
     except FileExistsError as err:
-        raise SystemExit(f"refusing to overwrite {args.onnx}; pass --overwrite") from err
-    print(f"onnx: {path}")
+        raise SystemExit(f"refusing to overwrite {target}; pass --overwrite") from err
 
 
 def _add_ship(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .backends import BACKENDS, auto_backend, make_backend
 from .colour import rgb_to_ycbcr, ycbcr_to_rgb
 from .model import DCSC
 from .zoo import load_model
@@ -23,7 +24,6 @@ MIN_SIZE = 8
 #: tiles made dcsc-fast 1.35x slower on 1080p frames, docs/RESULTS.md section 3).
 DEFAULT_TILE = 2048
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_image_tensor(x: torch.Tensor) -> None:
@@ -39,6 +39,14 @@ def check_image_tensor(x: torch.Tensor) -> None:
     if min(x.shape[-2:]) < MIN_SIZE:
         raise ValueError(f"image {x.shape[-1]}x{x.shape[-2]} is smaller than the "
                          f"{MIN_SIZE}x{MIN_SIZE} minimum (one JPEG block)")
+    check_finite(x)
+
+
+def check_finite(x: torch.Tensor) -> None:
+    """Raise ``ValueError`` if a float image holds NaN or infinite values (the model would
+    spread them over the receptive field and return NaN without an error)."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"image tensor {tuple(x.shape)} holds NaN or infinite values")
 
 
 def machine(device: torch.device | str = "cpu") -> str:
@@ -81,16 +89,28 @@ class Engine:
     than ``tile`` are processed in tiles whose overlap covers the receptive field, so the
     result equals whole-frame inference (up to float rounding) with bounded memory.
 
-    Speed: ``precision`` (see :func:`resolve_precision`; bf16/fp16 use autocast, so the
-    weights stay fp32 and the residual is added to the input in fp32) and ``channels_last``
-    (NHWC activations and weights, set on the model in place, so oneDNN and cuDNN skip layout
-    reorders). Measured roughly on an AVX-512 BF16 CPU: bf16 about 2x fp32, channels_last
-    another 1.1-1.4x. ``threads`` (default: torch's count when the Engine is built) is applied
-    for each call, because Ultralytics lowers torch's global count to cores - 1 whenever it
-    builds a predictor, which would otherwise halve the de-blocker's speed on 2 cores.
-    ``torch.compile`` is a benchmark path (``eval.speed --paths compile_bf16_channels_last``),
-    not a default: it needs a C++ compiler, recompiles for each frame and tile shape, and its
-    gain on CPU was within run-to-run noise (docs/RESULTS.md section 3).
+    ``backend`` runs the network (:mod:`dcsc_preproc.backends`): ``"torch"`` (the default),
+    ``"openvino"`` or ``"onnxruntime"`` (CPU runtimes, optional installs), or ``"auto"``: the
+    fastest installed one that matches torch fp32 on a probe image. ``engine.backend_name``
+    says which one runs. An INT8 model is an OpenVINO export folder (``dcsc-preproc export
+    --openvino DIR --int8``) passed as ``model``; it always runs on OpenVINO (the default
+    backend for such a folder).
+
+    Speed: ``precision`` (see :func:`resolve_precision`; for torch, bf16/fp16 use autocast,
+    so the weights stay fp32 and the residual is added to the input in fp32; for OpenVINO it
+    is the inference precision hint) and ``channels_last`` (torch: NHWC activations and
+    weights, so oneDNN and cuDNN skip layout reorders). Measured roughly on an AVX-512 BF16
+    CPU: bf16 about 2x fp32, channels_last another 1.1-1.4x. ``threads`` (default: torch's
+    count when the Engine is built) is applied for each call, because Ultralytics lowers
+    torch's global count to cores - 1 whenever it builds a predictor, which would otherwise
+    halve the de-blocker's speed on 2 cores. ``torch.compile`` is a benchmark path
+    (``eval.speed --paths compile_bf16_channels_last``), not a default: it needs a C++
+    compiler, recompiles for each frame and tile shape, and its gain on CPU was within
+    run-to-run noise (docs/RESULTS.md section 3).
+
+    :meth:`restore_array` is the uint8 path of frames and detectors: one conversion to float
+    on the engine's device and one back (colour order, rounding and clamping on the device),
+    with pinned host buffers and one transfer each way on CUDA.
 
     Example:
         >>> from dcsc_preproc.model import DCSC
@@ -102,14 +122,37 @@ class Engine:
     def __init__(self, model: str | Path | DCSC, device: str | torch.device | None = None,
                  tile: int | None = DEFAULT_TILE, precision: str = "auto",
                  iterations: int | None = None, channels_last: bool = True,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, backend: str | None = None) -> None:
+        if backend is not None and backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self.threads = threads or torch.get_num_threads()
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        export = _openvino_export(model)
+        backend = backend or ("openvino" if export is not None else "torch")
+        if export is not None and backend not in ("openvino", "auto"):
+            raise ValueError(f"{model} is an OpenVINO export folder: it runs with "
+                             f"backend='openvino' (or 'auto'), not {backend!r}")
+        self.device = torch.device(device or ("cpu" if export is not None or backend in (
+            "openvino", "onnxruntime") or not torch.cuda.is_available() else "cuda"))
         self.precision = resolve_precision(precision, self.device)
         self.channels_last = channels_last
-        self.model = load_model(model, self.device).to(
-            memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        self.iterations = self.model.config.iterations if iterations is None else iterations
+        if export is not None:
+            from .backends.openvino import load_export
+
+            self.model, self.backend = load_export(export, self.device, self.precision,
+                                                   self.threads)
+            self.backend_name, self.iterations = "openvino", self.model.config.iterations
+            if iterations not in (None, self.iterations):
+                raise ValueError(f"{model} was exported with R={self.iterations}; "
+                                 "export it again for another R")
+        else:
+            self.model = load_model(model, self.device)
+            self.iterations = self.model.config.iterations if iterations is None else iterations
+            args = (self.model, self.iterations, self.device, self.precision, channels_last,
+                    self.threads)
+            if backend == "auto":
+                self.backend_name, self.backend = auto_backend(*args)
+            else:
+                self.backend_name, self.backend = backend, make_backend(backend, *args)
         step = 8 * self.model.multiple
         if tile is not None and tile < step:
             raise ValueError(f"tile must be at least {step}, got {tile}")
@@ -118,28 +161,38 @@ class Engine:
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Restore a batch; returns a clamped float tensor of the input's shape, device, dtype."""
+        """Restore a batch; returns a clamped float tensor of the input's shape, device and
+        dtype (in the layout the backend produced: channels_last for the torch default)."""
         check_image_tensor(x)
+        out = self._restore(x.to(self.device, torch.float32))
+        return out.clamp_(0, 1).to(x.device, x.dtype)
+
+    @torch.inference_mode()
+    def restore_array(self, image: np.ndarray, truncate: bool = False,
+                      bgr: bool = False) -> np.ndarray:
+        """De-block a uint8 ``(H, W)`` or ``(H, W, 3)`` array; returns a new array, same layout.
+
+        ``bgr=True`` takes and returns OpenCV's BGR order (the flip is done on the device, on
+        bytes). Rounds to nearest; ``truncate=True`` floors, as the DCSC authors' test code.
+        """
+        x = array_to_tensor(image, self.device, bgr)
+        return tensor_to_array(self._restore(x), truncate, bgr)
+
+    def _restore(self, y: torch.Tensor) -> torch.Tensor:
+        """Colour handling around :meth:`_run` on a float32 batch on the device (not clamped)."""
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            y = x.to(self.device, torch.float32)
             channels = self.model.config.in_channels
             if channels == 1 and y.shape[1] == 3:
                 ycc = rgb_to_ycbcr(y, self.model.config.colour)
                 ycc = torch.cat([self._run(ycc[:, :1]), ycc[:, 1:]], dim=1)
-                out = ycbcr_to_rgb(ycc, self.model.config.colour)
-            elif channels == 3 and y.shape[1] == 1:
-                out = self._run(y.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
-            else:
-                out = self._run(y)
+                return ycbcr_to_rgb(ycc, self.model.config.colour)
+            if channels == 3 and y.shape[1] == 1:
+                return self._run(y.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+            return self._run(y)
         finally:
             torch.set_num_threads(previous)
-        return out.clamp_(0, 1).to(x.device, x.dtype)
-
-    def restore_array(self, image: np.ndarray, truncate: bool = False) -> np.ndarray:
-        """De-block a uint8 ``(H, W)`` or ``(H, W, 3)`` RGB array; returns the same layout."""
-        return tensor_to_array(self(array_to_tensor(image, self.device)), truncate)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """Pad to the model's multiple, run whole or tiled, crop back."""
@@ -149,7 +202,7 @@ class Engine:
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         if self.tile is None or max(x.shape[-2:]) <= self.tile + 2 * self.margin:
-            out = self._forward(x)
+            out = self.backend(x)
         else:
             out = self._tiled(x)
         return out[..., :h, :w]
@@ -162,44 +215,75 @@ class Engine:
             for left in range(0, w, t):
                 y0, x0 = max(top - m, 0), max(left - m, 0)
                 y1, x1 = min(top + t + m, h), min(left + t + m, w)
-                piece = self._forward(x[..., y0:y1, x0:x1])
+                piece = self.backend(x[..., y0:y1, x0:x1])
                 bottom, right = min(top + t, h), min(left + t, w)
                 out[..., top:bottom, left:right] = piece[..., top - y0:bottom - y0,
                                                          left - x0:right - x0]
         return out
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the model on one padded piece in the chosen precision and layout (NCHW out)."""
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.precision == "fp32":
-            out = self.model(x, iterations=self.iterations)
-        else:
-            with torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.precision]):
-                out = self.model(x, iterations=self.iterations)
-        return out.float().contiguous()
+
+def _openvino_export(model: str | Path | DCSC) -> Path | None:
+    """``model`` as an OpenVINO export folder (``dcsc-preproc export --openvino``), or None."""
+    if isinstance(model, DCSC) or not Path(model).is_dir():
+        return None
+    from .backends.openvino import is_export
+
+    if not is_export(Path(model)):
+        raise ValueError(f"{model} is a folder but not an OpenVINO export of dcsc-preproc "
+                         "(dcsc-preproc export --openvino DIR)")
+    return Path(model)
 
 
-def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None) -> torch.Tensor:
-    """uint8 ``(H, W)`` or ``(H, W, C)`` array to a float ``(1, C, H, W)`` tensor in [0, 1].
+def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
+                    bgr: bool = False) -> torch.Tensor:
+    """uint8 ``(H, W)`` or ``(H, W, C)`` array to a new float ``(1, C, H, W)`` tensor in [0, 1].
 
-    The bytes go to ``device`` before the float conversion: a quarter of the transfer.
+    The bytes go to ``device`` before the float conversion (a quarter of the transfer; on
+    CUDA through a pinned buffer, without waiting), ``bgr=True`` reverses the channels there,
+    and one conversion writes the float tensor in channels_last layout (the layout of the
+    array, and the one the networks run in). Arrays with negative strides (flipped views)
+    are copied first, as torch cannot view them.
+
+    Example:
+        >>> x = array_to_tensor(np.full((2, 3, 3), 255, np.uint8))
+        >>> tuple(x.shape), x.max().item(), x.is_contiguous(memory_format=torch.channels_last)
+        ((1, 3, 2, 3), 1.0, True)
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         raise TypeError(f"expected a uint8 numpy array, got {type(image).__name__} "
                         f"{getattr(image, 'dtype', '')}")
     if image.ndim not in (2, 3):
         raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
-    t = torch.from_numpy(image.copy()).to(device).float().div_(255)
-    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
+    device = torch.device(device or "cpu")
+    if any(s < 0 for s in image.strides) or not image.flags.writeable:
+        image = image.copy()
+    t = torch.from_numpy(image)
+    t = t[..., None] if t.dim() == 2 else t
+    if device.type == "cuda":
+        t = torch.empty(t.shape, dtype=torch.uint8, pin_memory=True).copy_(t)
+    t = t.to(device, non_blocking=True)
+    if bgr:
+        t = t.flip(-1)
+    return t.permute(2, 0, 1)[None] / 255  # one pass: true division makes float32
 
 
-def tensor_to_array(x: torch.Tensor, truncate: bool = False) -> np.ndarray:
-    """Float ``(1, C, H, W)`` in [0, 1] to uint8 ``(H, W)`` or ``(H, W, C)``.
+def tensor_to_array(x: torch.Tensor, truncate: bool = False, bgr: bool = False) -> np.ndarray:
+    """Float ``(1, C, H, W)`` in [0, 1] to a new uint8 ``(H, W)`` or ``(H, W, C)`` array.
 
     Rounds to nearest; ``truncate=True`` floors instead, as the DCSC authors' test code did.
+    Scaling (one new float tensor; ``x`` is left as it is), rounding and clamping in place,
+    the uint8 conversion, the ``bgr`` channel reversal and any transposition run on ``x``'s
+    device, so only the uint8 result crosses to the host (on CUDA through a pinned buffer,
+    with one synchronisation). A channels_last ``x`` needs no transposing copy at all.
     """
-    scaled = x[0].clamp(0, 1).mul(255)
-    scaled = scaled.floor() if truncate else scaled.round()
-    a = scaled.byte().permute(1, 2, 0).cpu().numpy()
+    scaled = x[0].permute(1, 2, 0).mul(255)
+    scaled = scaled.floor_() if truncate else scaled.round_()
+    a = scaled.clamp_(0, 255).to(torch.uint8)
+    a = a.flip(-1) if bgr else a.contiguous()
+    if a.device.type == "cuda":
+        host = torch.empty(a.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(a, non_blocking=True)
+        torch.cuda.current_stream(a.device).synchronize()
+        a = host
+    a = a.numpy()
     return a[..., 0] if a.shape[2] == 1 else a

@@ -28,7 +28,7 @@ OUTPUT_NAME = "restored"
 OPSET = 20
 
 
-class _FixedIterations(nn.Module):
+class FixedIterations(nn.Module):
     """DCSC with ``iterations`` bound, so the traced graph has one tensor input and output."""
 
     def __init__(self, model: DCSC, iterations: int) -> None:
@@ -60,18 +60,21 @@ def export_onnx(model: str | Path | DCSC, path: str | Path, overwrite: bool = Fa
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated, see OPSET
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(_FixedIterations(model, r), (example,), str(path), dynamo=False,
+        torch.onnx.export(FixedIterations(model, r), (example,), str(path), dynamo=False,
                           opset_version=OPSET, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
     return path
 
 
-def onnx_session(path: str | Path) -> onnxruntime.InferenceSession:
-    """An ``onnxruntime.InferenceSession`` on the CPU execution provider (default threads).
+def onnx_session(path: str | Path, threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An ``onnxruntime.InferenceSession`` on the CPU execution provider (``threads``:
+    intra-op threads, default onnxruntime's).
 
     Run it with ``session.run(None, {INPUT_NAME: x})[0]`` for a float32 NCHW array ``x``.
     """
     import onnxruntime
 
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -49,11 +49,12 @@ class FrameFilter:
             groups.setdefault(frame.shape, []).append(i)
         results: dict[int, np.ndarray] = {}
         for indices in groups.values():
-            batch = torch.cat([array_to_tensor(_to_rgb(frames[i]), self.engine.device)
-                               for i in indices])
-            restored = self.engine(batch)
+            bgr = frames[indices[0]].ndim == 3
+            pieces = [array_to_tensor(_image(frames[i]), self.engine.device, bgr)
+                      for i in indices]
+            restored = self.engine(torch.cat(pieces) if len(pieces) > 1 else pieces[0])
             for j, i in enumerate(indices):
-                results[i] = _to_frame(tensor_to_array(restored[j:j + 1]), frames[i])
+                results[i] = _to_frame(tensor_to_array(restored[j:j + 1], bgr=bgr), frames[i])
         return [results[i] for i in range(len(frames))]
 
 
@@ -67,14 +68,13 @@ def _check_frame(frame: np.ndarray) -> None:
                          f"got shape {frame.shape}")
 
 
-def _to_rgb(frame: np.ndarray) -> np.ndarray:
-    """The frame's image part as the engine wants it: gray as is, BGR(A) as RGB."""
-    return frame if frame.ndim == 2 else frame[..., 2::-1]
+def _image(frame: np.ndarray) -> np.ndarray:
+    """The frame's image part (a view): gray as is, BGR(A) without alpha."""
+    return frame if frame.ndim == 2 else frame[..., :3]
 
 
 def _to_frame(restored: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    """Back to the frame's layout: RGB to BGR, and the original alpha for BGRA."""
-    if frame.ndim == 2:
-        return restored
-    bgr = restored[..., ::-1]
-    return np.ascontiguousarray(bgr if frame.shape[2] == 3 else np.dstack([bgr, frame[..., 3]]))
+    """Back to the frame's layout: the original alpha added for BGRA."""
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return np.dstack([restored, frame[..., 3]])
+    return restored

@@ -5,32 +5,41 @@ median ms per frame over ``--repeats`` timed calls after ``--warmup`` untimed on
 per second, GFLOP/s from the model's analytic FLOPs (:func:`flops_per_pixel`) and its fraction
 of the machine's practical peak. That peak is a dense 64->64 3x3 fp32 convolution on a
 ``1x64xHxW`` input at the largest size, best of NCHW and channels_last, measured in the same
-run; reduced-precision paths can exceed 100% of it. Next to each row: the detector's own time
-(Ultralytics ``predict``, imgsz 640, on the same BGR uint8 frame, median, after one extra call
-that builds the predictor) and the ratio de-blocker / detector.
+run; reduced-precision and INT8 paths can exceed 100% of it. Next to each row: the detector's
+own time (Ultralytics ``predict``, imgsz 640, on the same BGR uint8 frame, median, after one
+extra call that builds the predictor) and the ratio de-blocker / detector. ``--detector`` is
+a ``.pt`` file or an Ultralytics export folder; on the CPU the default is the official INT8
+OpenVINO export of YOLOv8n, what users deploy there.
 
 Everything runs on torch's default thread count (one per physical core). Building an
 Ultralytics predictor on CPU lowers it process-wide to ``cpu_count - 1`` (1 on a 2-core
 machine); the benchmark sets it back so de-blocker and detector share the same threads.
 
-The frame is Ultralytics' bundled ``bus.jpg`` resized to each size. Torch paths time
-``Engine.restore_array`` on the RGB uint8 frame (what users get: colour conversion, padding,
-tiling, clamping); ``compile_*`` paths put the model through ``torch.compile`` (measured to
-see whether it helps; the warm-up calls must cover the compilation). ``onnx`` times the
-exported graph in onnxruntime (CPU) on the model's float input (RGB, or Y for a Y model),
-whole frame, no tiling. A profile is a shipped name or a weights
-file, optionally with ``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can
-change at inference), named by :func:`~dcsc_preproc.zoo.model_name` as in the other benchmarks.
-A shipped name whose weights are not installed is timed as a random-init model of its
-configuration (timing does not depend on weights) and the output says so.
+The frame is Ultralytics' bundled ``bus.jpg`` resized to each size. Every path times
+``Engine.restore_array`` on the BGR uint8 frame with ``bgr=True``, as the YOLO pipeline calls
+it (colour order, padding, tiling, rounding): torch paths by precision and layout
+(``compile_*`` puts the torch model through ``torch.compile``; the warm-up calls must cover
+the compilation), ``openvino``/``openvino_fp32``/``onnxruntime``/``auto`` by Engine backend,
+``openvino_int8`` through an INT8 export folder made in the run (NNCF calibration on the
+training images under ``--data``: a minute or two per profile). Records name the ``backend``
+that ran and the ``detector``. A profile is a shipped name or a weights file, optionally with
+``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can change at inference),
+named by :func:`~dcsc_preproc.zoo.model_name` as in the other benchmarks. A shipped name whose
+weights are not installed is timed as a random-init model of its configuration (timing does
+not depend on weights) and the output says so.
+
+The default run (the default model, its default and OpenVINO paths, 640x480 and 1920x1080)
+takes a few minutes on 2 cores. Every backend at the camera sizes, one run (docs/RESULTS.md):
+
+    python -m eval.speed --paths torch openvino openvino_int8 onnxruntime \
+        --sizes 640x480 1280x720 1920x1080 3840x2160 --json results/speed_backends.json \
+        --plot results/speed_backends.png
 
 The paper profiles cost about 3 MFLOP per pixel (seconds per 640x480 frame on a CPU); time them
-at 1920x1080 in a run of their own with ``--repeats 1 --warmup 0``:
+in a run of their own with ``--repeats 1 --warmup 0``:
 
-    python -m eval.speed --json results/speed.json
-    python -m eval.speed --profiles dcsc-fast@3 dcsc-y@10 --json results/speed_r.json
-    python -m eval.speed --profiles dcsc-y dcsc-rgb --sizes 1920x1080 --repeats 1 --warmup 0 \\
-        --json results/speed_paper_1080p.json
+    python -m eval.speed --profiles dcsc-y dcsc-rgb --paths bf16_channels_last \
+        --sizes 1920x1080 --repeats 1 --warmup 0 --json results/speed_paper_1080p.json
 """
 
 from __future__ import annotations
@@ -57,18 +66,22 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from ultralytics.utils import ASSETS  # noqa: E402
 
-from dcsc_preproc import (DCSC, MODELS, DCSCConfig, Engine, array_to_tensor,  # noqa: E402
-                          available_models, load_model, model_name, rgb_to_y)
+from matplotlib.figure import Figure  # noqa: E402
+
+from dcsc_preproc import (DCSC, DEFAULT_MODEL, MODELS, DCSCConfig, Engine,  # noqa: E402
+                          available_models, load_model, model_name)
+from dcsc_preproc.backends import is_installed  # noqa: E402
 from dcsc_preproc.engine import DEFAULT_TILE, machine, resolve_precision  # noqa: E402
-from dcsc_preproc.export import INPUT_NAME, export_onnx, onnx_session  # noqa: E402
 from dcsc_preproc.zoo import split_iterations  # noqa: E402
 from pipelines.yolo import load_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-DETECTOR = SHARED / "models" / "yolov8n_ovint8_dequant.pt"
-#: Path name -> Engine keyword arguments (``onnx``: onnxruntime instead of the Engine).
-PATHS: dict[str, dict | None] = {
-    "auto": {},
+#: ``--detector`` default per device: on the CPU the INT8 OpenVINO export users deploy there.
+DETECTORS = {"cpu": SHARED / "models" / "yolov8n_int8_openvino_model",
+             "cuda": SHARED / "models" / "yolov8n_ovint8_dequant.pt"}
+#: Path name -> Engine keyword arguments (``openvino_int8``: an INT8 export folder is made).
+PATHS: dict[str, dict] = {
+    "torch": {},
     "fp32": {"precision": "fp32", "channels_last": False},
     "channels_last": {"precision": "fp32", "channels_last": True},
     "bf16": {"precision": "bf16", "channels_last": False},
@@ -76,13 +89,17 @@ PATHS: dict[str, dict | None] = {
     "fp16": {"precision": "fp16", "channels_last": False},
     "fp16_channels_last": {"precision": "fp16", "channels_last": True},
     "compile_bf16_channels_last": {"precision": "bf16", "channels_last": True},
-    "onnx": None,
+    "openvino": {"backend": "openvino"},
+    "openvino_fp32": {"backend": "openvino", "precision": "fp32"},
+    "openvino_int8": {},
+    "onnxruntime": {"backend": "onnxruntime"},
+    "auto": {"backend": "auto"},
 }
-#: ``--paths`` default per device type (fp16 only on GPUs: CPUs emulate it slowly).
-DEFAULT_PATHS = {
-    "cpu": ["fp32", "channels_last", "bf16", "bf16_channels_last", "onnx"],
-    "cuda": ["fp32", "channels_last", "bf16_channels_last", "fp16_channels_last", "onnx"],
-}
+#: The runtime each non-torch path needs (paths whose runtime is missing are skipped).
+_RUNTIMES = {"openvino": "openvino", "openvino_fp32": "openvino", "openvino_int8": "openvino",
+             "onnxruntime": "onnxruntime"}
+#: ``--paths`` default per device type: the Engine's default and, on the CPU, OpenVINO.
+DEFAULT_PATHS = {"cpu": ["torch", "openvino"], "cuda": ["torch", "fp32", "fp16_channels_last"]}
 
 
 def flops_per_pixel(config: DCSCConfig) -> float:
@@ -112,6 +129,44 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
+
+
+class BackendTimer:
+    """Wraps an Engine's backend and adds up the wall time spent inside it, so a row can say
+    what share of ``restore_array`` the model itself takes (the rest: conversions, padding,
+    copies). CPU only: on CUDA the backend returns before the GPU has finished."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.backend, self.seconds = engine.backend, 0.0
+        engine.backend = self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.backend(x)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def time_engine(engine: Engine, frame: np.ndarray, repeats: int, warmup: int
+                ) -> tuple[float, float | None]:
+    """Median ms of ``engine.restore_array(frame, bgr=True)`` (as the YOLO pipeline calls it)
+    and the median share of each call spent in the backend (``None`` on CUDA)."""
+    timer = BackendTimer(engine) if engine.device.type == "cpu" else None
+    for _ in range(warmup):
+        engine.restore_array(frame, bgr=True)
+    times, shares = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        if timer:
+            timer.seconds = 0.0
+        engine.restore_array(frame, bgr=True)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        shares.append(timer.seconds / times[-1] if timer else None)
+    if timer:
+        engine.backend = timer.backend
+    return 1000 * statistics.median(times), statistics.median(shares) if timer else None
 
 
 def peak_gflops(device: torch.device, width: int, height: int, repeats: int,
@@ -149,18 +204,18 @@ def bench_frame(width: int, height: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def onnx_timer(model: DCSC, rgb: np.ndarray, folder: Path) -> Callable[[], object]:
-    """A call running the exported model (R of its config) in onnxruntime on its float input."""
-    h, w = rgb.shape[:2]
-    if h % model.multiple or w % model.multiple:
-        raise ValueError(f"onnx path: {w}x{h} is not a multiple of {model.multiple}")
-    path = export_onnx(model, folder / "model.onnx", overwrite=True)
-    session = onnx_session(path)
-    x = array_to_tensor(rgb)
-    if model.config.in_channels == 1:
-        x = rgb_to_y(x, model.config.colour)
-    feed = {INPUT_NAME: x.contiguous().numpy()}
-    return lambda: session.run(None, feed)
+def path_engine(path: str, model: DCSC, device: torch.device, tile: int,
+                folder: Path) -> Engine:
+    """The Engine a benchmark path times (``openvino_int8``: an INT8 export into ``folder``)."""
+    if path == "openvino_int8":
+        from dcsc_preproc.backends.openvino import export_openvino
+
+        return Engine(export_openvino(model, folder / "int8", int8=True, data=SHARED / "data",
+                                      overwrite=True), tile=tile or None)
+    engine = Engine(model, device=device, tile=tile or None, **PATHS[path])
+    if path.startswith("compile_"):
+        engine.backend.model = torch.compile(engine.backend.model)
+    return engine
 
 
 def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tuple[int, int]],
@@ -168,7 +223,8 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
               tiles: Sequence[int] = (DEFAULT_TILE,)) -> tuple[list[dict], dict]:
     """Time everything; returns the records and facts about the run (for the table header).
 
-    ``tiles``: the Engine's tile sizes to time (0: no tiling); the ONNX path runs whole frames.
+    ``tiles``: the Engine's tile sizes to time (0: no tiling). Paths whose runtime is not
+    installed are left out and listed in the facts.
     """
     frames = {size: bench_frame(*size) for size in sizes}
     threads = torch.get_num_threads()
@@ -178,39 +234,32 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
     detector_ms = {size: median_ms(
         lambda: yolo.predict(frame, imgsz=640, device=str(device), verbose=False),
         repeats, warmup) for size, frame in frames.items()}
+    torch.set_num_threads(threads)
     largest = max(sizes, key=lambda s: s[0] * s[1])
     peak = peak_gflops(device, *largest, repeats, warmup)
+    missing = [p for p in paths if p in _RUNTIMES and not is_installed(_RUNTIMES[p])]
     records, random_init = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for profile in profiles:
             name, model, random = load_profile(profile)
             if random:
                 random_init.append(name)
-            for path, tile in itertools.product(paths, tiles):
-                if PATHS[path] is None and tile != tiles[0]:
-                    continue
+            for path, tile in itertools.product([p for p in paths if p not in missing], tiles):
+                engine = path_engine(path, model, device, tile, Path(tmp))
                 for (w, h), frame in frames.items():
-                    rgb = np.ascontiguousarray(frame[..., ::-1])
-                    if PATHS[path] is None:
-                        fn, where = onnx_timer(model, rgb, Path(tmp)), "cpu"
-                    else:
-                        engine = Engine(model, device=device, tile=tile or None, **PATHS[path])
-                        if path.startswith("compile_"):
-                            engine.model = torch.compile(engine.model)
-                        fn, where = (lambda: engine.restore_array(rgb)), device.type
-                    ms = median_ms(fn, repeats, warmup)
+                    ms, share = time_engine(engine, frame, repeats, warmup)
                     gflops = flops_per_pixel(model.config) * w * h / ms / 1e6
                     records.append({
                         "profile": name, "iterations": model.config.iterations, "path": path,
-                        "tile": None if PATHS[path] is None else tile, "device": where,
-                        "width": w, "height": h, "ms": ms,
-                        "mp_per_s": w * h / ms / 1e3, "detector_ms": detector_ms[(w, h)],
-                        "peak_fraction": gflops / peak})
-                    print(f"{name} {path} tile {_tile_text(records[-1]['tile'])} {w}x{h}: "
-                          f"{ms:.1f} ms", file=sys.stderr)
+                        "backend": engine.backend_name, "tile": tile, "device": device.type,
+                        "width": w, "height": h, "ms": ms, "mp_per_s": w * h / ms / 1e3,
+                        "detector": detector.name, "detector_ms": detector_ms[(w, h)],
+                        "model_share": share, "peak_fraction": gflops / peak})
+                    print(f"{name} {path} tile {_tile_text(tile)} {w}x{h}: {ms:.1f} ms",
+                          file=sys.stderr)
     auto = resolve_precision("auto", device)
     facts = {"peak_gflops": peak, "peak_size": largest, "random_init": random_init,
-             "auto": f"{auto}, channels_last", "detector": detector.name}
+             "auto": f"{auto}, channels_last", "detector": detector.name, "missing": missing}
     return records, facts
 
 
@@ -224,24 +273,58 @@ def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
         f"GFLOP/s. Engine default (precision='auto') here: {facts['auto']}.",
         f"Detector: {facts['detector']} (Ultralytics predict, imgsz 640).",
     ]
+    if facts["missing"]:
+        lines.append(f"Not timed (runtime not installed): {', '.join(facts['missing'])}.")
     if facts["random_init"]:
         lines.append(f"Random-init stand-ins (weights not installed): "
                      f"{', '.join(facts['random_init'])}.")
-    lines += ["", "| profile | R | path | tile | device | size | ms/frame | MP/s | % peak "
-                  "| detector ms | de-blocker/detector |", "|" + "---|" * 11]
+    lines += ["", "| profile | R | path | backend | tile | device | size | ms/frame | MP/s "
+                  "| model share | % peak | detector ms | de-blocker/detector |",
+              "|" + "---|" * 13]
     for r in records:
         lines.append(
-            f"| {r['profile']} | {r['iterations']} | {r['path']} | {_tile_text(r.get('tile'))} | "
-            f"{r['device']} | "
+            f"| {r['profile']} | {r['iterations']} | {r['path']} | {r['backend']} | "
+            f"{_tile_text(r['tile'])} | {r['device']} | "
             f"{r['width']}x{r['height']} | {r['ms']:.1f} | {r['mp_per_s']:.2f} | "
+            f"{_percent(r['model_share'])} | "
             f"{100 * r['peak_fraction']:.0f}% | {r['detector_ms']:.1f} | "
             f"{r['ms'] / r['detector_ms']:.1f}x |")
     return "\n".join(lines)
 
 
-def _tile_text(tile: int | None) -> str:
-    """Table cell for a record's tile: '-' (not an Engine path), 'none' (whole frame) or N."""
-    return "-" if tile is None else str(tile or "none")
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
+def _tile_text(tile: int) -> str:
+    """Table cell for a record's tile: 'none' (whole frame) or N."""
+    return str(tile or "none")
+
+
+def plot(records: list[dict], path: str | Path) -> None:
+    """ms per frame against source megapixels: one line per profile and path, and the
+    detector (same run), on log-log axes."""
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    for key in dict.fromkeys((r["profile"], r["path"]) for r in records):
+        line = sorted((r for r in records if (r["profile"], r["path"]) == key),
+                      key=lambda r: r["width"] * r["height"])
+        ax.plot([r["width"] * r["height"] / 1e6 for r in line], [r["ms"] for r in line],
+                marker="o", label=f"{key[0]} {key[1]}")
+    sizes = sorted({(r["width"], r["height"]): r["detector_ms"] for r in records}.items(),
+                   key=lambda item: item[0][0] * item[0][1])
+    ax.plot([w * h / 1e6 for (w, h), _ in sizes], [ms for _, ms in sizes], color="black",
+            linestyle="--", marker="s", label=f"detector ({records[0]['detector']})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([w * h / 1e6 for (w, h), _ in sizes], [f"{w}x{h}" for (w, h), _ in sizes])
+    ax.set_xlabel("source frame")
+    ax.set_ylabel("ms per frame")
+    ax.set_title(f"De-blocking cost against frame size ({records[0]['device']})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -256,9 +339,10 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.speed",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--profiles", nargs="+", default=list(MODELS),
+    parser.add_argument("--profiles", nargs="+", default=[DEFAULT_MODEL],
                         help="shipped model names or weights files, each optionally with @R "
-                             "for R LISTA iterations")
+                             f"for R LISTA iterations (default: {DEFAULT_MODEL}; shipped: "
+                             f"{', '.join(MODELS)})")
     parser.add_argument("--paths", nargs="+", choices=list(PATHS),
                         help=f"default per device: {DEFAULT_PATHS}")
     parser.add_argument("--sizes", nargs="+", type=parse_size,
@@ -267,7 +351,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tiles", nargs="+", type=int, default=[DEFAULT_TILE],
                         help="Engine tile sizes to time (0: whole frames)")
-    parser.add_argument("--detector", type=Path, default=DETECTOR, help="Ultralytics weights path")
+    parser.add_argument("--detector", type=Path,
+                        help="Ultralytics .pt file or export folder (default per device: "
+                             f"{ {k: v.name for k, v in DETECTORS.items()} })")
+    parser.add_argument("--plot", type=Path, help="write ms per frame against frame size here")
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
@@ -277,12 +364,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = torch.device(args.device)
 
     records, facts = benchmark(args.profiles, args.paths or DEFAULT_PATHS[device.type],
-                               args.sizes, args.repeats, args.warmup, args.detector, device,
-                               args.tiles)
+                               args.sizes, args.repeats, args.warmup,
+                               args.detector or DETECTORS[device.type], device, args.tiles)
     print(markdown(records, facts, device))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=2) + "\n")
+    if args.plot and records:
+        plot(records, args.plot)
+    if argv is None and len(sys.argv) == 1:
+        print("\nThis was the default run. Every backend at 640x480 to 3840x2160, INT8 and "
+              "the other models: the commands in eval/speed.py's docstring and "
+              "docs/RESULTS.md section 3.", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ def test_default_runs_1080p_whole(monkeypatch):
 
     def pieces(engine: Engine) -> int:
         shapes = []
-        forward = engine._forward
-        monkeypatch.setattr(engine, "_forward", lambda x: shapes.append(x.shape) or forward(x))
+        forward = engine.backend
+        monkeypatch.setattr(engine, "backend", lambda x: shapes.append(x.shape) or forward(x))
         engine(torch.zeros(1, 3, 1080, 1920))
         return len(shapes)
 

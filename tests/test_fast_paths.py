@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dcsc_preproc import DCSC, Engine, array_to_tensor, jpeg_roundtrip, load_model, save_model
+from dcsc_preproc import (DCSC, Engine, array_to_tensor, jpeg_roundtrip, load_model, save_model,
+                          tensor_to_array)
 from dcsc_preproc.cli import main
 from dcsc_preproc.engine import resolve_precision
 from dcsc_preproc.export import INPUT_NAME, export_onnx, onnx_session
@@ -143,8 +144,39 @@ def test_compiled_model_matches_eager():
     x = array_to_tensor(jpeg_roundtrip(np.random.default_rng(0).integers(
         0, 256, (48, 64, 3), dtype=np.uint8), 10))
     engine = Engine(model, device="cpu", tile=None, precision="fp32")
-    engine.model = torch.compile(engine.model)
+    engine.backend.model = torch.compile(engine.backend.model)
     out = engine(x)
     ref = fp32_reference(model, x, tile=None)
     assert (ref - x).abs().max() > 10 / 255  # the model changes the image
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_uint8_path_one_conversion_each_way(rgb_image):
+    """restore_array: BGR handled on the device, input never written, any strides accepted,
+    and the same bytes as the float API rounded by hand."""
+    engine = Engine(small_model("unshuffled"), device="cpu", precision="fp32")
+    frame = np.ascontiguousarray(rgb_image[..., ::-1])
+    before = frame.copy()
+    bgr = engine.restore_array(frame, bgr=True)
+    assert np.array_equal(frame, before)
+    rgb = engine.restore_array(rgb_image)
+    assert np.array_equal(bgr, rgb[..., ::-1]) and bgr.flags.c_contiguous
+    by_hand = (engine(array_to_tensor(rgb_image))[0].permute(1, 2, 0) * 255).round().byte()
+    assert np.array_equal(rgb, by_hand.numpy())
+    assert np.array_equal(engine.restore_array(frame[..., ::-1]), rgb)  # negative strides
+    frame.setflags(write=False)
+    assert np.array_equal(engine.restore_array(frame, bgr=True), bgr)  # read-only input
+    x = array_to_tensor(rgb_image)
+    assert x.is_contiguous(memory_format=torch.channels_last)  # what the networks run in
+    kept = x.clone()
+    tensor_to_array(x)
+    assert torch.equal(x, kept)  # the public conversion leaves its input alone
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_uint8_path_matches_cpu(rgb_image):
+    """The device-side uint8 path (pinned buffers, flips and rounding on the GPU)."""
+    cpu = Engine(small_model("unshuffled"), device="cpu", precision="fp32")
+    cuda = Engine(small_model("unshuffled"), device="cuda", precision="fp32")
+    a, b = cpu.restore_array(rgb_image, bgr=True), cuda.restore_array(rgb_image, bgr=True)
+    assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from dcsc_preproc import DCSC, MODELS, DCSCConfig, available_models, save_model
 from eval.speed import flops_per_pixel, main
 
-KEYS = {"profile", "iterations", "path", "tile", "device", "width", "height", "ms", "mp_per_s",
-        "detector_ms", "peak_fraction"}
+KEYS = {"profile", "iterations", "path", "backend", "tile", "device", "width", "height", "ms",
+        "mp_per_s", "detector", "detector_ms", "model_share", "peak_fraction"}
 
 
 def test_flops_per_pixel_paper_config():
@@ -39,18 +40,35 @@ def test_speed_end_to_end(tmp_path, detector, capsys, monkeypatch):
     # With no weights installed, "dcsc-rgb@1" is a random-init stand-in with R = 1.
     assert "dcsc-rgb" not in available_models()
     main(["--profiles", str(weights), f"{weights}@5", "dcsc-rgb@1",
-          "--paths", "fp32", "bf16_channels_last", "onnx", "--sizes", "64x48",
+          "--paths", "fp32", "bf16_channels_last", "onnxruntime", "--sizes", "64x48",
           "--tiles", "32", "0", "--repeats", "1", "--warmup", "0", "--detector", str(detector),
-          "--json", str(out),
-          "--device", "cpu"])
+          "--json", str(out), "--plot", str(tmp_path / "speed.png"), "--device", "cpu"])
     records = json.loads(out.read_text())
     assert all(set(r) == KEYS for r in records)
-    assert [(r["profile"], r["iterations"], r["path"], r["tile"]) for r in records] == [
-        (name, r, p, t) for name, r in (("tiny", 2), ("tiny@5", 5), ("dcsc-rgb@1", 1))
-        for p, t in (("fp32", 32), ("fp32", 0), ("bf16_channels_last", 32),
-                     ("bf16_channels_last", 0), ("onnx", None))]
+    assert [(r["profile"], r["iterations"], r["path"], r["backend"], r["tile"])
+            for r in records] == [
+        (name, r, p, b, t) for name, r in (("tiny", 2), ("tiny@5", 5), ("dcsc-rgb@1", 1))
+        for p, b in (("fp32", "torch"), ("bf16_channels_last", "torch"),
+                     ("onnxruntime", "onnxruntime")) for t in (32, 0)]
     assert all((r["width"], r["height"]) == (64, 48) for r in records)
+    assert all(r["detector"] == detector.name for r in records)
     assert all(r["ms"] > 0 and r["detector_ms"] > 0 and r["peak_fraction"] > 0 for r in records)
+    assert all(0 < r["model_share"] < 1 for r in records)
+    assert (tmp_path / "speed.png").stat().st_size > 0
     table = capsys.readouterr().out
     assert "| profile |" in table and "GFLOP/s" in table
     assert "Random-init stand-ins (weights not installed): dcsc-rgb@1." in table
+
+
+def test_speed_openvino_detector_folder(tmp_path, shared, capsys):
+    """The OpenVINO INT8 detector export (the CPU default) times like a .pt file."""
+    pytest.importorskip("openvino")
+    torch.manual_seed(0)
+    weights = save_model(DCSC(in_channels=3, unshuffle=4, dilated_features=8, features=16,
+                              iterations=1), tmp_path / "tiny.safetensors")
+    folder = shared / "models" / "yolov8n_int8_openvino_model"
+    out = tmp_path / "speed.json"
+    main(["--profiles", str(weights), "--paths", "openvino", "--sizes", "64x48", "--repeats", "1",
+          "--warmup", "0", "--detector", str(folder), "--json", str(out), "--device", "cpu"])
+    [record] = json.loads(out.read_text())
+    assert record["backend"] == "openvino" and record["detector"] == folder.name
