@@ -72,8 +72,12 @@ def cache_key(source: str | Path) -> str:
     keeps ``@R``) plus a hash of its weights file (shipped or not)."""
     if str(source) in BASELINES:
         return str(source)
-    path, _ = resolve_source(source)
-    return f"{model_name(source)}-{hashlib.sha256(path.read_bytes()).hexdigest()[:10]}"
+    if Path(source).is_dir():  # an OpenVINO export folder (Engine(folder)): hash its files
+        files = sorted(p for p in Path(source).iterdir() if p.is_file())
+        data = b"".join(p.name.encode() + p.read_bytes() for p in files)
+    else:
+        data = resolve_source(source)[0].read_bytes()
+    return f"{model_name(source)}-{hashlib.sha256(data).hexdigest()[:10]}"
 
 
 def condition_name(record: dict) -> str:
