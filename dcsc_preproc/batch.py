@@ -8,7 +8,8 @@ file as bytes (``read_binary_files``), and a pool of actors, each holding one
 :class:`~dcsc_preproc.FrameFilter` (so one model load per actor), decodes, de-blocks and
 writes each image as PNG (lossless: JPEG would put artifacts back) under the same relative
 path in ``output``. The driver only collects one manifest row per image (``manifest.jsonl`` in
-``output``: input, output, status ``ok``/``skipped``/``failed``, error, seconds) and draws the
+``output``: input, output, status ``ok``/``skipped``/``failed``, error, the input's estimated
+JPEG quality (:func:`~dcsc_preproc.estimate_quality`) and its source, seconds) and draws the
 progress bar. A corrupt or unreadable file is a ``failed`` row; the run goes on.
 
 Images are decoded with OpenCV as stored (``IMREAD_UNCHANGED``): gray stays gray, BGRA keeps
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .model import DCSC
+from .quality import QualityEstimate, estimate_quality
 from .zoo import DEFAULT_MODEL
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -107,27 +109,39 @@ class _Deblocker:
         self.source, self.output = Path(source), Path(output)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        rows: dict[str, list[Any]] = {"input": [], "status": [], "error": [], "seconds": []}
+        rows: dict[str, list[Any]] = {key: [] for key in (
+            "input", "status", "error", "quality", "quality_source", "seconds")}
         for data, path in zip(batch["bytes"], batch["path"]):
             start = time.perf_counter()
             relative = Path(path).relative_to(self.source)
+            quality, source = None, None
             try:
-                self._deblock(data, self.output / output_path(relative))
+                estimate = self._deblock(data, self.output / output_path(relative))
                 status, error = "ok", ""
+                if estimate is not None:
+                    quality, source = estimate.quality, estimate.source
             except (TypeError, ValueError, OSError) as err:
                 status, error = "failed", str(err)
-            rows["input"].append(relative.as_posix())
-            rows["status"].append(status)
-            rows["error"].append(error)
-            rows["seconds"].append(time.perf_counter() - start)
+            for key, value in zip(rows, (relative.as_posix(), status, error, quality, source,
+                                         time.perf_counter() - start)):
+                rows[key].append(value)
         return rows
 
-    def _deblock(self, data: bytes, target: Path) -> None:
+    def _deblock(self, data: bytes, target: Path) -> QualityEstimate | None:
+        """Decode, de-block, write ``target``; returns the input's estimated JPEG quality.
+
+        The estimate (from the quantisation tables of a JPEG, blind from the pixels of other
+        files) is ``None`` where none can be made; the image is de-blocked all the same.
+        """
         import cv2
 
         frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if frame is None:
             raise ValueError("cannot decode the file (corrupt or not an image)")
+        try:
+            estimate = estimate_quality(data)
+        except ValueError:
+            estimate = None
         ok, png = cv2.imencode(".png", self.filter(frame))
         if not ok:
             raise ValueError("PNG encoding failed")
@@ -135,6 +149,7 @@ class _Deblocker:
         partial = target.with_name(target.name + ".part")  # a killed run leaves no truncated PNG
         partial.write_bytes(png.tobytes())
         os.replace(partial, target)
+        return estimate
 
 
 def deblock_folder(source: str | Path, output: str | Path, model: str | Path | DCSC = DEFAULT_MODEL,
@@ -176,6 +191,8 @@ def deblock_folder(source: str | Path, output: str | Path, model: str | Path | D
             log.write(json.dumps({"input": str(source / relative),
                                   "output": str(output / output_path(relative)),
                                   "status": row["status"], "error": row["error"] or None,
+                                  "quality": row.get("quality"),
+                                  "quality_source": row.get("quality_source"),
                                   "seconds": row["seconds"]}) + "\n")
             log.flush()
 

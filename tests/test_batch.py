@@ -92,6 +92,8 @@ def test_same_pixels_as_frame_filter_and_resumes(source: Path, model: DCSC,
     assert rows["broken.jpg"]["status"] == "failed" and "decode" in rows["broken.jpg"]["error"]
     assert rows["f.png"]["status"] == "skipped"
     assert rows["a.jpg"]["status"] == "ok" and rows["a.jpg"]["seconds"] > 0
+    assert (rows["a.jpg"]["quality"], rows["a.jpg"]["quality_source"]) == (15, "tables")
+    assert rows["broken.jpg"]["quality"] is None
     assert rows["a.jpg"]["output"] == str(output / "a.png")
     assert not list(output.rglob("*.part"))
 
