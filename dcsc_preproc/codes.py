@@ -11,12 +11,14 @@ JPEG-compressed at ``quality`` (default 10). An explicit quality always compress
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .data import to_uint8_y
 from .engine import array_to_tensor
@@ -176,6 +178,9 @@ def plot_codes(codes: SparseCodes, path: str | Path, title: str | None = None,
     ax.grid(alpha=0.3)
     fig.suptitle(title or f"Sparse codes of {codes.model}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    # 256 colours hold the colour maps and the gray images: a third of the file size
+    Image.open(buffer).convert("RGB").quantize(256).save(path, format="PNG", optimize=True)
     return path
