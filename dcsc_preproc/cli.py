@@ -102,30 +102,61 @@ def _demo(args: argparse.Namespace) -> None:
 
 def _add_deblock(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deblock", help="de-block image files into a folder")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files or folders (never written to)")
     p.add_argument("--out", required=True, help="output folder (PNG files, same names)")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--device")
+    p.add_argument("--gate", default="auto",
+                   help="'auto' (default), a JPEG quality, or 'none': images estimated above it "
+                        "are written unchanged (lossless PNG of the decoded pixels)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def _deblock(args: argparse.Namespace) -> None:
+    """De-block each readable image into ``--out``; unreadable files are named and skipped,
+    and one that was named on the command line makes the run exit non-zero."""
     from PIL import Image
     from tqdm import tqdm
 
-    from .engine import Engine
-    from .jpeg import read_image
+    from .quality import WIDE_MODES, QualityGate
+    from .transforms import PIL_MODES, Deblock
 
+    named = [Path(p) for p in args.images if not Path(p).is_dir()]
+    files = named + [f for p in args.images if Path(p).is_dir()
+                     for f in sorted(Path(p).iterdir()) if f.is_file()]
     out = Path(args.out)
-    targets = [out / (Path(p).stem + ".png") for p in args.images]
+    targets = [out / (f.stem + ".png") for f in files]
+    inputs = {f.resolve() for f in files}
+    if clash := [str(t) for t in targets if t.resolve() in inputs]:
+        raise SystemExit(f"refusing to write {clash[0]} over an input; choose another --out")
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise SystemExit(f"refusing to overwrite {existing[0]} (and {len(existing) - 1} more); "
                          "pass --overwrite")
+    try:
+        gate = QualityGate(args.gate)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
     out.mkdir(parents=True, exist_ok=True)
-    engine = Engine(args.model, device=args.device)
-    for src, dst in tqdm(list(zip(args.images, targets)), desc="deblock", unit="image"):
-        Image.fromarray(engine.restore_array(read_image(src))).save(dst)
+    deblock = Deblock(args.model, device=args.device, gate=gate)
+    failed = []
+    for src, dst in tqdm(list(zip(files, targets)), desc="deblock", unit="image"):
+        try:
+            opened = Image.open(src)
+            opened.load()
+        except Exception as err:  # Pillow raises several types; Ultralytics patches Image.open
+            failed.append(src)
+            tqdm.write(f"skipping {src}: cannot read it as an image ({err})", file=sys.stderr)
+            continue
+        with opened:  # palette, CMYK, 1-bit images become RGB(A); the rest as they are
+            image = opened if opened.mode in PIL_MODES + WIDE_MODES else opened.convert(
+                "RGBA" if "transparency" in opened.info or opened.mode == "PA" else "RGB")
+            deblock(image).save(dst)
+    print(f"{gate.restored} de-blocked, {gate.passed} passed through unchanged (gate "
+          f"{gate.threshold}), {len(failed)} unreadable; written to {out}", file=sys.stderr)
+    if failed_named := [f for f in failed if f in named]:
+        raise SystemExit(f"cannot read {failed_named[0]}"
+                         + (f" (and {len(failed_named) - 1} more)" if len(failed_named) > 1 else ""))
 
 
 def _add_batch(sub: argparse._SubParsersAction) -> None:

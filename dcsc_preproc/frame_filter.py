@@ -9,6 +9,7 @@ import torch
 
 from .engine import DEFAULT_TILE, Engine, array_to_tensor, tensor_to_array
 from .model import DCSC
+from .quality import QualityGate
 from .zoo import DEFAULT_MODEL
 
 
@@ -20,9 +21,14 @@ class FrameFilter:
     :func:`~dcsc_preproc.zoo.load_model` accepts; ``None`` means
     :data:`~dcsc_preproc.zoo.DEFAULT_MODEL`.
 
+    ``gate`` (:class:`~dcsc_preproc.quality.QualityGate`, or what it takes: ``"auto"``, a
+    quality, ``None`` for always on) judges each frame by its pixels: a frame estimated above
+    the threshold, smaller than 8x8 or 16-bit (uint16) is returned as the same array object.
+    For video, ``QualityGate(every=N)`` re-estimates every N frames and on scene changes.
+
     Example:
         >>> from dcsc_preproc.model import DCSC
-        >>> frame_filter = FrameFilter(DCSC(in_channels=3, iterations=2))
+        >>> frame_filter = FrameFilter(DCSC(in_channels=3, iterations=2), gate=None)
         >>> frame = np.zeros((30, 41, 3), dtype=np.uint8)
         >>> frame_filter(frame).shape
         (30, 41, 3)
@@ -30,9 +36,11 @@ class FrameFilter:
 
     def __init__(self, model: str | Path | DCSC | None = None,
                  device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
-                 iterations: int | None = None) -> None:
+                 iterations: int | None = None,
+                 gate: QualityGate | int | str | None = "auto") -> None:
         self.engine = Engine(DEFAULT_MODEL if model is None else model, device, tile,
                              iterations=iterations)
+        self.gate = QualityGate.of(gate)
 
     def filter(self, frame: np.ndarray) -> np.ndarray:
         """De-block one frame."""
@@ -41,13 +49,17 @@ class FrameFilter:
     __call__ = filter
 
     def filter_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        """De-block frames, running frames of the same shape through the engine together."""
+        """De-block frames, running frames of the same shape through the engine together;
+        frames the gate passes come back as the same objects."""
         for frame in frames:
             _check_frame(frame)
         groups: dict[tuple[int, ...], list[int]] = {}
-        for i, frame in enumerate(frames):
-            groups.setdefault(frame.shape, []).append(i)
         results: dict[int, np.ndarray] = {}
+        for i, frame in enumerate(frames):
+            if self.gate.restore(frame, "bgr" if frame.ndim == 3 else "rgb"):
+                groups.setdefault(frame.shape, []).append(i)
+            else:
+                results[i] = frame
         for indices in groups.values():
             bgr = frames[indices[0]].ndim == 3
             pieces = [array_to_tensor(_image(frames[i]), self.engine.device, bgr)
@@ -61,7 +73,7 @@ class FrameFilter:
 def _check_frame(frame: np.ndarray) -> None:
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"expected a numpy array frame, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
+    if frame.dtype not in (np.uint8, np.uint16):  # uint16 frames pass through the gate
         raise TypeError(f"expected a uint8 frame, got dtype {frame.dtype}")
     if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
         raise ValueError("expected a gray (H, W), BGR (H, W, 3) or BGRA (H, W, 4) frame, "

@@ -16,12 +16,15 @@ callback, the CLIs) shares: images estimated above its threshold pass through un
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import PIL.Image
+
+from .engine import MIN_SIZE, check_finite
 
 #: Luminance and chrominance base tables of ITU T.81 Annex K, natural (row-major) order.
 LUMA = np.array([
@@ -113,18 +116,21 @@ _POSITIONS = np.array(_ZIGZAG[1:22])
 #: leave about 0.3-1 in these units).
 _INFORMATIVE = 1.5
 #: A coefficient further than ``max(_OFF, _OFF_RELATIVE * step)`` from a lattice is off it.
-_OFF, _OFF_RELATIVE = 1.25, 0.05
+_OFF, _OFF_RELATIVE = 1.75, 0.05
 #: A candidate quality fits when at most this share of informative coefficients is off.
 _MAX_OFF = 0.1
 _MAX_BLOCKS = 2048
+#: Coefficients in the sample that screens the candidate qualities.
+_SCREEN = 2000
 
 
 def luma(image: np.ndarray, order: str = "rgb") -> np.ndarray:
-    """JPEG's Y (BT.601 full range) of a uint8 ``(H, W)`` or ``(H, W, 3+)`` array, as float."""
+    """JPEG's Y (BT.601 full range) of a uint8 ``(H, W)`` or ``(H, W, 3+)`` array, float32."""
     if image.ndim == 2:
-        return image.astype(np.float64)
-    r, g, b = (image[..., i].astype(np.float64) for i in ((0, 1, 2) if order == "rgb" else (2, 1, 0)))
-    return 0.299 * r + 0.587 * g + 0.114 * b
+        return image.astype(np.float32)
+    weights = np.array([0.299, 0.587, 0.114] if order == "rgb" else [0.114, 0.587, 0.299],
+                       np.float32)
+    return image[..., :3].astype(np.float32) @ weights
 
 
 def grid_offset(y: np.ndarray) -> tuple[tuple[int, int], float]:
@@ -170,11 +176,20 @@ def _block_coefficients(image: np.ndarray, y: np.ndarray, offset: tuple[int, int
     """Grid-aligned DCT coefficients ``(N, 64)`` of whole luma blocks (at most
     ``_MAX_BLOCKS``, evenly spread), leaving out blocks with a clipped (0 or 255) value:
     the decoder's clipping moves their coefficients off the lattice."""
-    clipped = _blocks((image == 0) | (image == 255), offset)
-    blocks = _blocks(y, offset)[~clipped.reshape(len(clipped), -1).any(axis=1)] - 128
+    blocks = _blocks(y, offset)
     if len(blocks) > _MAX_BLOCKS:  # reproducibly, not at random
-        blocks = blocks[np.linspace(0, len(blocks) - 1, _MAX_BLOCKS).astype(int)]
-    return (_DCT @ blocks @ _DCT.T).reshape(-1, 64)
+        keep = np.linspace(0, len(blocks) - 1, _MAX_BLOCKS).astype(int)
+        blocks, pixels = blocks[keep], _blocks(image, offset)[keep]
+    else:
+        pixels = _blocks(image, offset)
+    clipped = ((pixels == 0) | (pixels == 255)).reshape(len(pixels), -1).any(axis=1)
+    return (_DCT @ (blocks[~clipped].astype(np.float64) - 128) @ _DCT.T).reshape(-1, 64)
+
+
+def _off_lattice(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Share of ``values`` (n,) off the lattice of each row of ``steps`` (Q, n)."""
+    residual = np.abs(values - steps * np.round(values / steps))
+    return (residual > np.maximum(_OFF, _OFF_RELATIVE * steps)).mean(axis=1)
 
 
 def quality_from_pixels(image: np.ndarray, order: str = "rgb") -> QualityEstimate:
@@ -183,10 +198,10 @@ def quality_from_pixels(image: np.ndarray, order: str = "rgb") -> QualityEstimat
     Finds the grid (:func:`grid_offset`), takes the grid-aligned DCT of the luma blocks
     (blocks holding a clipped 0 or 255 left out), and returns the lowest quality whose luma
     table keeps at least 90% of the informative coefficients (``|c| > 1.5``) of the first 21
-    zig-zag AC positions on its lattice (within ``max(1.25, step / 20)``): coarser tables than
+    zig-zag AC positions on its lattice (within ``max(1.75, step / 20)``): coarser tables than
     the encoder's put most nonzero coefficients off their lattice, finer ones keep them on
-    it. An image that was never JPEG-compressed fits only tables of ones and twos (about
-    q93 and up). ``order`` is ``"rgb"`` or ``"bgr"`` (OpenCV frames): the luma weights
+    it. An image that was never JPEG-compressed fits only tables of steps up to 3 (about
+    q89 and up). ``order`` is ``"rgb"`` or ``"bgr"`` (OpenCV frames): the luma weights
     depend on it. Images under 16 pixels a side, and flat ones, give quality 100 with
     confidence 0: nothing in them tells the quality.
     """
@@ -198,16 +213,22 @@ def quality_from_pixels(image: np.ndarray, order: str = "rgb") -> QualityEstimat
     offset, strength = grid_offset(y)
     c = _block_coefficients(image, y, offset)[:, _POSITIONS]
     informative = np.abs(c) > _INFORMATIVE
-    n = int(informative.sum())
-    if n == 0:
+    values = c[informative]
+    if len(values) == 0:
         return QualityEstimate(100, "pixels", 0.0)
-    steps = _TABLES[:, _POSITIONS][:, None, :].astype(np.float64)  # (Q, 1, K)
-    residual = np.abs(c[None] - steps * np.round(c[None] / steps))
-    off = ((residual > np.maximum(_OFF, _OFF_RELATIVE * steps)) & informative[None]
-           ).sum(axis=(1, 2)) / n
-    fits = np.flatnonzero(off <= _MAX_OFF)
-    best = int(fits[0]) if len(fits) else len(QUALITIES) - 1
-    confidence = (1 - off[best]) * min(1.0, n / 1000) * min(1.0, 5 * strength)
+    steps = _TABLES[:, _POSITIONS].astype(np.float64)  # (Q, K)
+    position = np.nonzero(informative)[1]  # of each value
+    # Screen all qualities on a 1-in-k sample of the values, then confirm them in order.
+    sample = slice(None, None, max(1, len(values) // _SCREEN))
+    screened = _off_lattice(values[sample], steps[:, position[sample]])
+    off, best = 1.0, len(QUALITIES) - 1
+    for i in np.flatnonzero(screened <= 2 * _MAX_OFF):
+        off = float(_off_lattice(values, steps[i:i + 1, position])[0])
+        if off <= _MAX_OFF:
+            best = int(i)
+            break
+    n = len(values)
+    confidence = (1 - min(off, 1.0)) * min(1.0, n / 1000) * min(1.0, 5 * strength)
     return QualityEstimate(int(QUALITIES[best]), "pixels", round(float(confidence), 4))
 
 
@@ -224,6 +245,7 @@ def _pixels(source: Any) -> np.ndarray:
         if not isinstance(source, torch.Tensor) or source.dim() not in (2, 3):
             raise ValueError(f"expected a (C, H, W) or (H, W) tensor, got {source!r:.80}")
         x = source.detach().cpu()
+        check_finite(x)
         if x.is_floating_point():
             x = x.mul(255).round().clamp(0, 255).to(torch.uint8)
         elif x.dtype != torch.uint8:
@@ -275,12 +297,13 @@ def estimate_quality(source: str | Path | bytes | PIL.Image.Image | np.ndarray |
 def _estimate_bytes(data: bytes, name: str) -> QualityEstimate:
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
-            if getattr(image, "quantization", None):
-                return quality_from_tables(image.quantization)
-            image.load()
-            return quality_from_pixels(_pixels(image))
-    except (OSError, SyntaxError, PIL.Image.DecompressionBombError) as err:
+            tables = getattr(image, "quantization", None)
+            if not tables:
+                image.load()
+                decoded = image.copy()
+    except Exception as err:  # Pillow raises several types; Ultralytics patches Image.open
         raise ValueError(f"cannot decode {name}: {err}") from err
+    return quality_from_tables(tables) if tables else quality_from_pixels(_pixels(decoded))
 
 
 #: The default gate threshold: estimated qualities above it pass through. Measured on
@@ -294,7 +317,8 @@ class QualityGate:
     passes through unchanged.
 
     ``threshold`` is ``"auto"`` (:data:`AUTO_THRESHOLD`), an IJG quality 1-100, or ``None``
-    (always de-block, nothing estimated). For frame sequences, ``every=N`` re-estimates on
+    (always de-block, nothing estimated); the strings ``"none"`` and ``"40"`` mean the same
+    as ``None`` and ``40`` (command lines). For frame sequences, ``every=N`` re-estimates on
     every N-th call and reuses the decision in between, except after a scene change (the
     frame's size changes, or its 1/16-scale luma differs from the previous frame's by
     more than ``scene_change`` grey levels on average). ``passed`` and ``restored`` count the
@@ -314,8 +338,10 @@ class QualityGate:
 
     def __init__(self, threshold: int | str | None = "auto", every: int = 1,
                  scene_change: float = 20.0) -> None:
-        if threshold == "auto":
-            threshold = AUTO_THRESHOLD
+        if isinstance(threshold, str):  # also the command-line spellings: "none", "40"
+            text = threshold.strip().lower()
+            threshold = AUTO_THRESHOLD if text == "auto" else None if text == "none" else \
+                int(text) if text.isdigit() else threshold
         if threshold is not None and (isinstance(threshold, (bool, str)) or
                                       not 1 <= int(threshold) <= 100):
             raise ValueError(f"gate threshold must be 'auto', a quality in 1..100 or None, got "
@@ -330,16 +356,40 @@ class QualityGate:
         self.last: QualityEstimate | None = None
         self._since = 0
         self._thumbnail: np.ndarray | None = None
+        self._warned: set[str] = set()
+
+    @classmethod
+    def of(cls, gate: QualityGate | int | str | None) -> QualityGate:
+        """The gate an entry point's ``gate=`` argument means: a gate is kept as it is (its
+        counters shared), anything else is a threshold for a new one."""
+        return gate if isinstance(gate, cls) else cls(gate)
 
     def __repr__(self) -> str:
         return (f"QualityGate(threshold={self.threshold}, every={self.every}, "
                 f"passed={self.passed}, restored={self.restored})")
 
-    def restore(self, image: Any, order: str = "rgb") -> bool:
-        """Whether to de-block ``image`` (anything :func:`estimate_quality` takes); counts it."""
+    def restore(self, image: Any, order: str = "rgb",
+                file: str | Path | bytes | None = None) -> bool:
+        """Whether to de-block ``image`` (anything :func:`estimate_quality` takes); counts it.
+
+        ``file`` is the JPEG file (path or bytes) ``image`` was decoded from, if known: its
+        tables are read instead of the pixels. Images that cannot hold JPEG blocks pass
+        whatever the threshold, with one warning per gate and reason: smaller than 8x8, or
+        more than 8 bits a sample (baseline JPEG is 8-bit, so a 16-bit image has no JPEG
+        artifacts to remove).
+        """
+        reason = _pass_reason(image) or (None if file is None else _pass_reason(file))
+        if reason is not None:
+            if reason[0] not in self._warned:
+                self._warned.add(reason[0])
+                warnings.warn(f"{reason[1]}: passed through without de-blocking (warned once; "
+                              "gate.passed counts them)", UserWarning, stacklevel=3)
+            self.passed += 1
+            return False
         if self.threshold is not None:
             if self._due(image, order):
-                self.last = estimate_quality(image, order)
+                tables = None if file is None else _tables(file)
+                self.last = tables or estimate_quality(image, order)
                 self._since = 0
             self._since += 1
         restore = self.threshold is None or self.last.quality <= self.threshold
@@ -362,6 +412,40 @@ class QualityGate:
                 float(np.abs(thumbnail - previous).mean()) > self.scene_change)
 
 
-def as_gate(gate: QualityGate | int | str | None) -> QualityGate:
-    """The :class:`QualityGate` an entry point's ``gate=`` argument means (a gate is kept)."""
-    return gate if isinstance(gate, QualityGate) else QualityGate(gate)
+#: PIL modes of more than 8 bits a sample.
+WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _pass_reason(image: Any) -> tuple[str, str] | None:
+    """Why ``image`` cannot be de-blocked at all, ``(kind, message)``, or None."""
+    if isinstance(image, (str, Path, bytes, bytearray, memoryview)):
+        try:
+            with PIL.Image.open(io.BytesIO(image) if not isinstance(image, (str, Path))
+                                else image) as opened:
+                size, wide = opened.size[::-1], opened.mode in WIDE_MODES
+        except Exception:  # Pillow raises several types; Ultralytics patches Image.open
+            return None  # estimate_quality names the unreadable file
+    elif isinstance(image, PIL.Image.Image):
+        size, wide = image.size[::-1], image.mode in WIDE_MODES
+    elif isinstance(image, np.ndarray):
+        size, wide = image.shape[:2], image.dtype.itemsize > 1 and image.dtype.kind in "ui"
+    elif type(image).__module__.startswith("torch"):
+        size, wide = tuple(image.shape[-2:]), image.dtype.itemsize > 1 and not image.is_floating_point()
+    else:
+        return None
+    if wide:
+        return "16-bit", "an image of more than 8 bits a sample (16-bit) was never baseline JPEG"
+    if len(size) < 2 or min(size) < MIN_SIZE:
+        return "small", (f"an image smaller than {MIN_SIZE}x{MIN_SIZE} pixels (one JPEG block), "
+                         f"{'x'.join(map(str, size[::-1]))}")
+    return None
+
+
+def _tables(file: str | Path | bytes) -> QualityEstimate | None:
+    """The tables estimate of a JPEG file or bytes; None for other or unreadable files."""
+    try:
+        with PIL.Image.open(io.BytesIO(file) if isinstance(file, bytes) else file) as image:
+            tables = getattr(image, "quantization", None)
+            return quality_from_tables(tables) if tables else None
+    except Exception:  # Pillow raises several types; Ultralytics patches Image.open
+        return None

@@ -11,28 +11,38 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2 import functional as F
 
-from .engine import DEFAULT_TILE, Engine
+from .engine import DEFAULT_TILE, Engine, check_finite
 from .model import DCSC
+from .quality import WIDE_MODES, QualityGate
 from .zoo import DEFAULT_MODEL
 
-PIL_MODES = ("L", "RGB")
+#: PIL modes Deblock restores (the alpha of ``LA``/``RGBA`` is kept as it is).
+PIL_MODES = ("L", "LA", "RGB", "RGBA")
 
 
 class Deblock(Transform):
     """Remove JPEG artifacts from images and videos; boxes, masks and labels pass through.
 
-    Acts on PIL images (mode ``"L"`` or ``"RGB"``), ``tv_tensors.Image``, ``tv_tensors.Video``
-    and pure tensors ``(..., C, H, W)`` with C in {1, 3} (gray or RGB), uint8 or float in
-    [0, 1]. Each comes back as the same type, shape and dtype (uint8 is rounded). ``model`` is
-    anything :func:`~dcsc_preproc.zoo.load_model` accepts; ``None`` means
+    Acts on PIL images (mode ``"L"``, ``"LA"``, ``"RGB"`` or ``"RGBA"``), ``tv_tensors.Image``,
+    ``tv_tensors.Video`` and pure tensors ``(..., C, H, W)`` with C in {1, 2, 3, 4} (gray,
+    gray + alpha, RGB, RGBA; alpha is kept), uint8 or float in [0, 1]. Each comes back as the
+    same type, shape and dtype (uint8 is rounded). ``model`` is anything
+    :func:`~dcsc_preproc.zoo.load_model` accepts; ``None`` means
     :data:`~dcsc_preproc.zoo.DEFAULT_MODEL`. The :class:`~dcsc_preproc.engine.Engine` is built
     on the first call in each process and left out of the pickled state, so the transform works
     in ``DataLoader`` workers. Outputs carry no autograd history.
 
+    ``gate`` (:class:`~dcsc_preproc.quality.QualityGate`, or what it takes: ``"auto"``, a
+    quality, ``None`` for always on) decides image by image: an image estimated above the
+    threshold, smaller than 8x8 or 16-bit comes back as the very same object (in a batch, its
+    values are copied exactly). PIL images opened from a JPEG file are judged by their
+    quantisation tables, everything else by its pixels. Float tensors holding NaN or infinity
+    raise ``ValueError``.
+
     Example:
         >>> from torchvision.transforms import v2
         >>> from dcsc_preproc.model import DCSC
-        >>> pipeline = v2.Compose([Deblock(DCSC(in_channels=3, iterations=2)),
+        >>> pipeline = v2.Compose([Deblock(DCSC(in_channels=3, iterations=2), gate=None),
         ...                        v2.ToDtype(torch.float32, scale=True)])
         >>> image = tv_tensors.Image(torch.randint(0, 256, (3, 24, 32), dtype=torch.uint8))
         >>> out = pipeline(image)
@@ -44,12 +54,14 @@ class Deblock(Transform):
 
     def __init__(self, model: str | Path | DCSC | None = None,
                  device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
-                 iterations: int | None = None) -> None:
+                 iterations: int | None = None,
+                 gate: QualityGate | int | str | None = "auto") -> None:
         super().__init__()
         self.model = DEFAULT_MODEL if model is None else model
         self.device = device
         self.tile = tile
         self.iterations = iterations
+        self.gate = QualityGate.of(gate)
         self._engine: Engine | None = None
 
     @property
@@ -65,25 +77,58 @@ class Deblock(Transform):
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if isinstance(inpt, PIL.Image.Image):
-            if inpt.mode not in PIL_MODES:
-                raise ValueError(f"Deblock takes PIL images in mode {PIL_MODES}, got mode "
-                                 f"{inpt.mode!r}; convert it first, e.g. image.convert('RGB')")
-            return F.to_pil_image(self._restore(F.pil_to_tensor(inpt)))
-        out = self._restore(inpt.as_subclass(torch.Tensor))
+            return self._restore_pil(inpt)
+        x = inpt.as_subclass(torch.Tensor)
+        _check_tensor(x)
+        out = self._restore(x)
+        if out is x:
+            return inpt
         return out if F.is_pure_tensor(inpt) else tv_tensors.wrap(out, like=inpt)
 
+    def _restore_pil(self, image: PIL.Image.Image) -> PIL.Image.Image:
+        if image.mode not in PIL_MODES and image.mode not in WIDE_MODES:
+            raise ValueError(f"Deblock takes PIL images in mode {PIL_MODES}, got mode "
+                             f"{image.mode!r}; convert it first, e.g. image.convert('RGB')")
+        if not self.gate.restore(image):
+            return image
+        x = F.pil_to_tensor(image)
+        return F.to_pil_image(self._run(x), mode=image.mode)
+
     def _restore(self, x: torch.Tensor) -> torch.Tensor:
-        """De-block a uint8 or float tensor ``(..., C, H, W)``; same shape and dtype out."""
-        if x.dtype != torch.uint8 and not x.is_floating_point():
-            raise TypeError(f"Deblock takes uint8 or float images, got dtype {x.dtype}")
-        if x.dim() < 3:
-            raise ValueError(f"Deblock takes images shaped (..., C, H, W), got {tuple(x.shape)}")
+        """De-block the images of ``(..., C, H, W)`` the gate lets through; ``x`` itself if
+        none, else a new tensor of the same shape and dtype."""
         batch = x.reshape(-1, *x.shape[-3:])
-        if x.dtype == torch.uint8:  # bytes cross to the engine's device, not floats
-            restored = self.engine(batch.to(self.engine.device).float().div(255))
-            out = restored.mul(255).round().to(torch.uint8).to(x.device)
+        chosen = [i for i in range(len(batch)) if self.gate.restore(batch[i])]
+        if not chosen:
+            return x
+        if len(chosen) == len(batch):
+            return self._run(batch).reshape(x.shape)
+        out = batch.clone()
+        out[chosen] = self._run(batch[chosen])
+        return out.reshape(x.shape)
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        """De-block a uint8 or float ``(..., C, H, W)``, alpha (C = 2 or 4) kept; same dtype."""
+        colour, alpha = (batch[..., :-1, :, :], batch[..., -1:, :, :]) if batch.shape[-3] in (2, 4) \
+            else (batch, None)
+        flat = colour.reshape(-1, *colour.shape[-3:])
+        if batch.dtype == torch.uint8:  # bytes cross to the engine's device, not floats
+            restored = self.engine(flat.to(self.engine.device).float().div(255))
+            out = restored.mul(255).round().to(torch.uint8).to(batch.device)
         else:
             # The engine runs in inference mode; a clone is an ordinary tensor that later
             # autograd-tracked code (e.g. a training step) may use.
-            out = self.engine(batch).clone()
-        return out.reshape(x.shape)
+            out = self.engine(flat).clone()
+        out = out.reshape(colour.shape)
+        return out if alpha is None else torch.cat([out, alpha], dim=-3)
+
+
+def _check_tensor(x: torch.Tensor) -> None:
+    """Raise ``TypeError``/``ValueError`` for a tensor Deblock cannot take (16-bit passes)."""
+    if x.dtype not in (torch.uint8, torch.uint16) and not x.is_floating_point():
+        raise TypeError(f"Deblock takes uint8 or float images, got dtype {x.dtype}")
+    if x.dim() < 3 or x.shape[-3] not in (1, 2, 3, 4):
+        raise ValueError(f"Deblock takes images shaped (..., C, H, W) with C in 1-4, got "
+                         f"{tuple(x.shape)}")
+    if x.numel():
+        check_finite(x)

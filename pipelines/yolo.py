@@ -20,12 +20,14 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 import numpy as np  # noqa: E402
+import PIL.Image  # noqa: E402
 import torch  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
+from ultralytics.data.utils import IMG_FORMATS  # noqa: E402
 from ultralytics.engine.predictor import BasePredictor  # noqa: E402
 from ultralytics.engine.results import Results  # noqa: E402
 
-from dcsc_preproc import DCSC, DEFAULT_MODEL, Engine  # noqa: E402
+from dcsc_preproc import DCSC, DEFAULT_MODEL, Engine, QualityGate  # noqa: E402
 from dcsc_preproc.engine import DEFAULT_TILE  # noqa: E402
 
 
@@ -38,35 +40,69 @@ def load_detector(path: str | Path) -> YOLO:
     return YOLO(str(path))
 
 
-def deblock_images(engine: Engine, images: list[np.ndarray] | torch.Tensor
+def deblock_images(engine: Engine, images: list[np.ndarray] | torch.Tensor,
+                   gate: QualityGate | None = None, paths: list[str] | None = None
                    ) -> list[np.ndarray] | torch.Tensor:
     """De-block a predictor batch: BGR uint8 ``(H, W, 3)`` or ``(H, W, 1)`` arrays, or an RGB
-    float tensor ``(N, C, H, W)``."""
+    float tensor ``(N, C, H, W)``. Images ``gate`` passes are returned as they are (the same
+    arrays); ``paths`` (the predictor's) let it read a JPEG file's tables."""
+    gate = gate or QualityGate(None)
     if isinstance(images, torch.Tensor):
-        return engine(images)
+        chosen = [i for i in range(len(images)) if gate.restore(images[i])]
+        if len(chosen) == len(images):
+            return engine(images)
+        out = images.clone()
+        if chosen:
+            out[chosen] = engine(images[chosen])
+        return out
     out = []
-    for image in images:
-        if image.shape[2] == 1:
+    for i, image in enumerate(images):
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] not in (1, 3):
+            raise ValueError(f"expected BGR (H, W, 3) or gray (H, W, 1) images from the "
+                             f"predictor, got {getattr(image, 'shape', type(image).__name__)}")
+        if image.dtype not in (np.uint8, np.uint16):
+            raise TypeError(f"expected uint8 images, got dtype {image.dtype}")
+        file = _source_file(paths[i] if paths else None, image)
+        if not gate.restore(image[..., 0] if image.shape[2] == 1 else image, "bgr", file):
+            out.append(image)
+        elif image.shape[2] == 1:
             out.append(engine.restore_array(image[..., 0])[..., None])
         else:
-            out.append(np.ascontiguousarray(engine.restore_array(image[..., ::-1])[..., ::-1]))
+            out.append(engine.restore_array(image, bgr=True))
     return out
+
+
+def _source_file(path: str | None, image: np.ndarray) -> Path | None:
+    """The image file ``image`` was read from, if ``path`` is one and its size matches."""
+    if not path or Path(path).suffix.lower().lstrip(".") not in IMG_FORMATS:
+        return None
+    path = Path(path)
+    try:
+        with PIL.Image.open(path) as opened:
+            return path if opened.size == (image.shape[1], image.shape[0]) else None
+    except Exception:  # Pillow raises several types; Ultralytics patches Image.open
+        return None
 
 
 def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
                    device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
-                   iterations: int | None = None) -> YOLO:
+                   iterations: int | None = None,
+                   gate: QualityGate | int | str | None = "auto") -> YOLO:
     """Make ``model`` de-block every image before detection; returns the same model.
 
     ``deblock`` is anything ``load_model`` accepts (``None``: ``DEFAULT_MODEL``); ``device``,
-    ``tile`` and ``iterations`` go to the :class:`Engine`.
+    ``tile`` and ``iterations`` go to the :class:`Engine`. ``gate`` (a ``QualityGate`` or what
+    it takes: ``"auto"``, a quality, ``None`` for always on) leaves images estimated above its
+    threshold (JPEG files by their tables, other sources by their pixels), smaller than 8x8
+    or 16-bit as they are; ``model.deblock_gate`` is that gate, with its counters.
     """
     engine = Engine(DEFAULT_MODEL if deblock is None else deblock, device=device, tile=tile,
                     iterations=iterations)
+    model.deblock_gate = QualityGate.of(gate)
 
     def deblock_batch(predictor: BasePredictor) -> None:
         paths, images, info = predictor.batch
-        predictor.batch = (paths, deblock_images(engine, images), info)
+        predictor.batch = (paths, deblock_images(engine, images, model.deblock_gate, paths), info)
 
     model.add_callback("on_predict_batch_start", deblock_batch)
     return model
@@ -77,7 +113,8 @@ class DeblockedYOLO:
 
     ``predict`` takes what ``YOLO.predict`` takes and returns its ``Results`` (a generator with
     ``stream=True``); ``.model`` is the underlying ``YOLO``. ``device`` is used for both the
-    de-blocker and the detector unless ``predict`` gets its own ``device``.
+    de-blocker and the detector unless ``predict`` gets its own ``device``. ``gate`` is as in
+    :func:`add_deblocking`; ``.gate`` holds its counters.
 
     Example::
 
@@ -87,9 +124,12 @@ class DeblockedYOLO:
 
     def __init__(self, detector: str | Path, deblock: str | Path | DCSC | None = None,
                  device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
-                 iterations: int | None = None) -> None:
+                 iterations: int | None = None,
+                 gate: QualityGate | int | str | None = "auto") -> None:
         self.device = device
-        self.model = add_deblocking(load_detector(detector), deblock, device, tile, iterations)
+        self.model = add_deblocking(load_detector(detector), deblock, device, tile, iterations,
+                                    gate)
+        self.gate = self.model.deblock_gate
 
     def predict(self, source, **kwargs) -> list[Results]:
         """De-block and detect; arguments and result as ``YOLO.predict``."""

@@ -19,7 +19,7 @@ def small_model(in_channels: int = 3) -> DCSC:
 
 @pytest.fixture
 def frame_filter() -> FrameFilter:
-    return FrameFilter(small_model())
+    return FrameFilter(small_model(), gate=None)
 
 
 def test_bgr_frame_is_restored_as_rgb(frame_filter, rgb_image):
@@ -72,7 +72,7 @@ def test_filter_batch_groups_same_size_frames(frame_filter):
 
 def test_tiled_equals_whole_frame():
     model = small_model()
-    tiled, whole = FrameFilter(model, tile=48), FrameFilter(model, tile=None)
+    tiled, whole = FrameFilter(model, tile=48, gate=None), FrameFilter(model, tile=None, gate=None)
     height, width = 100, 130
     assert tiled.engine.tile + 2 * tiled.engine.margin < min(height, width)  # really tiles
     assert tiled.engine.margin >= model.radius(tiled.engine.iterations)
@@ -89,7 +89,6 @@ def test_tiled_equals_whole_frame():
     ([[0] * 16] * 16, TypeError, "numpy array"),
     (np.zeros((16, 16, 2), np.uint8), ValueError, "shape"),
     (np.zeros((2, 16, 16, 3), np.uint8), ValueError, "shape"),
-    (np.zeros((7, 16, 3), np.uint8), ValueError, "smaller"),
 ])
 def test_bad_frames_raise_clear_errors(frame_filter, bad, error, match):
     with pytest.raises(error, match=match):

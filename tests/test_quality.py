@@ -82,7 +82,7 @@ def test_pixels_of_opencv_frames_tensors_and_shifted_grids(photo: np.ndarray) ->
                        cv2.IMREAD_COLOR)
     assert abs(estimate_quality(bgr, order="bgr").quality - 20) <= 3
     rgb = decode(pillow_jpeg(photo, 20))
-    tensor = torch.from_numpy(rgb).permute(2, 0, 1)
+    tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1)
     assert estimate_quality(tensor) == estimate_quality(rgb)
     assert estimate_quality(tensor.float() / 255) == estimate_quality(rgb)
     cropped = rgb[3:, 6:]

@@ -52,8 +52,8 @@ def test_wrapper_and_callback_give_identical_boxes(detector: Path, tiny_model: D
     for i, image in enumerate(bgr_images):  # file sources: the loader reads them itself
         files.append(str(tmp_path / f"{i}.png"))
         cv2.imwrite(files[-1], image)
-    wrapped = DeblockedYOLO(detector, tiny_model).predict(files, verbose=False)
-    hooked = add_deblocking(load_detector(detector), tiny_model).predict(files, verbose=False)
+    wrapped = DeblockedYOLO(detector, tiny_model, gate=None).predict(files, verbose=False)
+    hooked = add_deblocking(load_detector(detector), tiny_model, gate=None).predict(files, verbose=False)
     assert len(wrapped) == len(hooked) == 2
     assert any(len(b) for b in _boxes(wrapped))
     for a, b in zip(_boxes(wrapped), _boxes(hooked)):
@@ -64,7 +64,7 @@ def test_callback_swaps_the_image_before_the_model(detector: Path, tiny_model: D
                                                    bgr_images: list[np.ndarray]) -> None:
     """The model sees exactly the de-blocked image: same orig_img, same boxes as feeding it."""
     expected = [_deblocked_bgr(tiny_model, im) for im in bgr_images]
-    results = add_deblocking(load_detector(detector), tiny_model).predict(list(bgr_images),
+    results = add_deblocking(load_detector(detector), tiny_model, gate=None).predict(list(bgr_images),
                                                                           verbose=False)
     plain = load_detector(detector).predict(expected, verbose=False)
     for r, want, original in zip(results, expected, bgr_images):
@@ -79,7 +79,7 @@ def test_callback_on_tensor_source(detector: Path, tiny_model: DCSC,
     rgb = np.ascontiguousarray(bgr_images[0][:224, :320, ::-1])
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     before = x.clone()
-    result = add_deblocking(load_detector(detector), tiny_model).predict(x, verbose=False)[0]
+    result = add_deblocking(load_detector(detector), tiny_model, gate=None).predict(x, verbose=False)[0]
     want = (Engine(tiny_model)(x)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)[..., ::-1]
     np.testing.assert_array_equal(result.orig_img, want)
     assert torch.equal(x, before)  # the caller's tensor is left alone
@@ -95,8 +95,8 @@ def test_detect_cli_saves_into_a_fresh_folder(detector: Path, tiny_model: DCSC,
     out = tmp_path / "out"
     (out / "predict").mkdir(parents=True)
     (out / "predict" / "a.jpg").write_bytes(b"user file")
-    detect.main(["--detector", str(detector), "--source", str(source), "--deblock", str(weights),
-                 "--save", str(out)])
+    assert detect.main(["--detector", str(detector), "--source", str(source), "--deblock",
+                        str(weights), "--save", str(out)]) == 0
     assert (out / "predict" / "a.jpg").read_bytes() == b"user file"
     [fresh] = [d for d in out.iterdir() if d.name != "predict"]
     assert cv2.imread(str(fresh / "a.jpg")).shape == bgr_images[0].shape
