@@ -8,7 +8,8 @@ Decoding and encoding go through PyAV (``pip install 'dcsc-preproc[video]'``): l
 at ``--crf`` (18, visually lossless, by default), the source's exact frame rate and every
 frame's timestamp (variable frame rate kept), the audio copied (or transcoded to AAC when the
 output container cannot hold it). A reader thread decodes and a writer thread encodes around
-the de-blocker (:class:`dcsc_preproc.FrameFilter`), with bounded queues between them; the
+the de-blocker (:class:`dcsc_preproc.FrameFilter`, whose quality gate, ``--gate``, lets
+frames that are already clean pass), with bounded queues between them; the
 progress bar shows frames per second and the de-blocker's share of the time. ``--detect``
 runs a YOLO detector on the cleaned frames (and the raw ones with ``--side-by-side``), draws
 its boxes and writes one JSON line of detections per frame. Ctrl-C or the end of the stream
@@ -33,12 +34,13 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from dcsc_preproc import FrameFilter
+from dcsc_preproc import FrameFilter, QualityGate
 from dcsc_preproc.engine import DEFAULT_TILE
-from pipelines.media import (DEFAULT_CRF, ENCODERS, Frame, Opener, Writer, open_source,
-                             require_av)
+from pipelines.media import (DEFAULT_CRF, DEFAULT_PRESET, ENCODERS, Frame, Opener, Writer,
+                             open_source, require_av)
 
 QUEUE_SIZE = 8  # frames between reader, model and writer: bounds memory, absorbs jitter
+GATE_EVERY = 25  # frames between quality estimates (and at scene changes): 1 s at 25 fps
 _END = object()
 
 
@@ -53,9 +55,9 @@ def clean_video(source: str | int | Path, output: str | Path,
                 filter: FrameFilter | Callable[[np.ndarray], np.ndarray],
                 side_by_side: bool = False, max_frames: int | None = None, *,
                 batch: int = 1, codec: str = "h264", crf: int = DEFAULT_CRF,
-                preset: str = "medium", detector=None, detections: str | Path | None = None,
-                conf: float = 0.25, reconnect: int = 0, timeout: float = 10.0,
-                backoff: float = 1.0, opener: Opener | None = None,
+                preset: str = DEFAULT_PRESET, detector=None,
+                detections: str | Path | None = None, conf: float = 0.25, reconnect: int = 0,
+                timeout: float = 10.0, backoff: float = 1.0, opener: Opener | None = None,
                 progress: bool = True) -> int:
     """Run ``filter`` on every frame of ``source`` and write ``output``; returns frames written.
 
@@ -231,13 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1,
                         help="frames per de-blocker call (helps on a GPU)")
     parser.add_argument("--device", help="torch device for the de-blocker, e.g. cpu or cuda:0")
+    parser.add_argument("--gate", default="auto",
+                        help="quality gate: 'auto' (default), a JPEG quality above which frames "
+                             "pass unchanged, or 'none' (always de-block); estimated every "
+                             f"{GATE_EVERY} frames and at scene changes")
     e = parser.add_argument_group("encoding")
     e.add_argument("--codec", choices=sorted(ENCODERS), default="h264",
                    help="h264 plays everywhere; hevc is smaller but not played by every browser")
     e.add_argument("--crf", type=int, default=DEFAULT_CRF,
                    help="constant rate factor: lower is better and larger (default: %(default)s, "
                         "visually lossless)")
-    e.add_argument("--preset", default="medium", help="x264/x265 speed preset")
+    e.add_argument("--preset", default=DEFAULT_PRESET,
+                   help="x264/x265 speed preset (default: %(default)s; slower: smaller files)")
     s = parser.add_argument_group("streams")
     s.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for data before the stream counts as dropped")
@@ -258,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         require_av()
-        frame_filter = FrameFilter(args.model, device=args.device, tile=args.tile or None)
+        gate = QualityGate(args.gate, every=GATE_EVERY)
+        frame_filter = FrameFilter(args.model, device=args.device, tile=args.tile or None,
+                                   gate=gate)
         detector = None
         if args.detect:
             from pipelines.yolo import load_detector
@@ -278,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped by Ctrl-C; {args.output} holds the frames written so far", file=sys.stderr)
         return 130
     print(f"wrote {written} frames to {args.output}"
-          + (f", detections to {detections}" if detections else ""), file=sys.stderr)
+          + (f", detections to {detections}" if detections else "")
+          + f"; gate {gate.threshold}: {gate.restored} de-blocked, "
+          f"{gate.passed} passed unchanged", file=sys.stderr)
     return 0
 
 

@@ -139,7 +139,7 @@ def clip(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def frame_filter() -> FrameFilter:
-    return FrameFilter(small_model())
+    return FrameFilter(small_model(), gate=None)  # always de-block: the tests compare pixels
 
 
 @pytest.fixture
@@ -283,7 +283,7 @@ def test_batch_through_the_engine(clip, tmp_path):
             sizes.append(len(frames))
             return super().filter_batch(frames)
 
-    assert clean_video(clip, tmp_path / "batched.mp4", Recording(small_model()), batch=4,
+    assert clean_video(clip, tmp_path / "batched.mp4", Recording(small_model(), gate=None), batch=4,
                        progress=False) == FRAMES
     assert sum(sizes) == FRAMES and max(sizes) <= 4
 
@@ -356,6 +356,14 @@ def test_without_pyav_names_the_pip_command(clip, tmp_path, weights, monkeypatch
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_bad_gate_is_a_usage_error(clip, tmp_path, weights, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--source", str(clip), "--output", str(tmp_path / "out.mp4"),
+              "--model", str(weights), "--gate", "200"])
+    assert exit_info.value.code == 2 and "gate threshold" in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_refuses_to_overwrite(clip, tmp_path, weights, capsys):
     output = tmp_path / "exists.mp4"
     output.write_bytes(b"keep me")
@@ -377,10 +385,11 @@ def test_cli(clip, tmp_path, weights):
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.video", "--source", str(clip), "--output", str(output),
          "--model", f"{weights}@1", "--side-by-side", "--max-frames", "4", "--tile", "32",
-         "--batch", "2", "--crf", "23", "--overwrite"],
+         "--batch", "2", "--crf", "23", "--gate", "none", "--overwrite"],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "deblock" in result.stderr and "frame/s" in result.stderr  # the progress bar
+    assert "gate None: 4 de-blocked, 0 passed unchanged" in result.stderr
     video = read(output)
     assert len(video["times"]) == 4 and video["size"] == (2 * WIDTH, HEIGHT)
     assert video["codec"] == "h264" and video["audio"] == "aac"
@@ -417,7 +426,7 @@ def test_video_speed_benchmark_runs(tmp_path, weights):
     from eval.video_speed import main as video_speed
 
     out = tmp_path / "speed.json"
-    video_speed(["--sizes", "64x48", "--frames", "3", "--model", str(weights),
+    video_speed(["--sizes", "64x48", "--frames", "3", "--rounds", "1", "--model", str(weights),
                  "--json", str(out)])
     row = json.loads(out.read_text())["rows"]["64x48"]
     assert row["frames"] == 3
