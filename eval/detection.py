@@ -21,8 +21,21 @@ conditions, for the share of the JPEG loss won back (``recovered``, ``recovered_
 ``(de-blocked - JPEG) / (original - JPEG)``). The detector is any Ultralytics model given as
 a path: ``.pt`` weights or an export folder such as ``yolov8n_int8_openvino_model/``.
 
+Robustness conditions (``--conditions``, :data:`CONDITIONS`) degrade the originals as real
+pipelines do: JPEG then a resize (``resize0.5``, ``resize0.75``: the 8x8 grid no longer
+aligned) or a crop of 1-7 pixels at the top and left (``crop``: grid shifted), 4:4:4 chroma
+(``444``), OpenCV's encoder (``opencv``), double compression (``q30>q10``, ``q10>q30``) and a
+mixed-quality set (``mixed``: each image at a quality drawn from 10-95, seeded by image id).
+Resized and cropped conditions are compared with the original resized or cropped the same way
+(``original resize0.5``), and their detections are mapped back to the annotations'
+coordinates. ``--gate auto`` (or a quality) adds, for each de-blocker, ``NAME+gate``: the
+de-blocker behind a :class:`~dcsc_preproc.QualityGate` that judges each image by its pixels
+(the blind estimate; a file's tables would decide exactly), passing the rest unchanged.
+
     python -m eval.detection --limit 100 --qualities 10 20 --deblock nlm dcsc-fast \\
         --json results/detection.json --plot results/detection.png
+    python -m eval.detection --limit 200 --qualities 10 --deblock dcsc-fast --gate auto \\
+        --conditions resize0.5 crop 444 opencv q30>q10 mixed --json robustness.json
 """
 
 from __future__ import annotations
@@ -44,12 +57,14 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 from ultralytics.data.converter import coco80_to_coco91_class  # noqa: E402
 
-from dcsc_preproc import encode_jpeg, get_deblocker, model_name, read_image  # noqa: E402
+from dcsc_preproc import (QualityGate, encode_jpeg, get_deblocker, model_name,  # noqa: E402
+                          read_image)
 from dcsc_preproc.baselines import BASELINES  # noqa: E402
 from dcsc_preproc.zoo import resolve_source  # noqa: E402
 from eval.coco_bootstrap import PerImageAP, interval, resample_weights  # noqa: E402
@@ -63,6 +78,9 @@ CACHE = Path(".cache/detection")
 #: Ultralytics ``predict`` settings of ``model.val()``, as in REFERENCE.md.
 PREDICT_ARGS = {"conf": 0.001, "iou": 0.7, "max_det": 300, "verbose": False}
 COCO91 = coco80_to_coco91_class()
+#: Robustness conditions: name -> (JPEG qualities it uses; ``None``: each of --qualities).
+CONDITIONS = {"resize0.5": None, "resize0.75": None, "crop": None, "444": None, "opencv": None,
+              "q30>q10": (30, 10), "q10>q30": (10, 30), "mixed": "10-95"}
 #: Record key -> COCOeval.stats index.
 STATS = {"map": 0, "map50": 1, "map_small": 3, "map_medium": 4, "map_large": 5}
 
@@ -81,9 +99,66 @@ def cache_key(source: str | Path) -> str:
 
 
 def condition_name(record: dict) -> str:
-    """``original``, ``original + nlm``, ``JPEG q10`` or ``JPEG q10 + nlm``."""
-    name = "original" if record["quality"] is None else f"JPEG q{record['quality']}"
+    """``original``, ``original + nlm``, ``JPEG q10``, ``JPEG q10 + nlm``; a robustness
+    condition follows the quality: ``JPEG q10 resize0.5 + nlm``, ``JPEG q10-95 mixed``,
+    ``JPEG q30>q10``."""
+    quality, condition = record["quality"], record.get("condition")
+    if isinstance(CONDITIONS.get(condition), tuple):  # double compression names its qualities
+        name = f"JPEG {condition}"
+    else:
+        name = "original" if quality is None else f"JPEG q{quality}"
+        name += f" {condition}" if condition else ""
     return f"{name} + {record['deblocker']}" if record["deblocker"] else name
+
+
+def geometry(condition: str | None, image_id: int) -> tuple[float, int, int]:
+    """``(scale, top, left)`` of a condition's resize and crop (``(1, 0, 0)``: none). The
+    crop removes 1-7 rows and 1-7 columns, varying with the image id."""
+    if condition in ("resize0.5", "resize0.75"):
+        return float(condition[6:]), 0, 0
+    if condition == "crop":
+        return 1.0, 1 + image_id // 7 % 7, 1 + image_id % 7
+    return 1.0, 0, 0
+
+
+def reshape(image: np.ndarray, condition: str | None, image_id: int) -> np.ndarray:
+    """Apply the condition's resize (OpenCV, area) or crop to ``image``."""
+    scale, top, left = geometry(condition, image_id)
+    if scale != 1:
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image[top:, left:])
+
+
+def degrade(image: np.ndarray, quality: int, condition: str | None, image_id: int) -> np.ndarray:
+    """The condition's compression of an RGB original (then :func:`reshape` applies its
+    geometry): Pillow 4:2:0 at ``quality``, 4:4:4, OpenCV, twice, or at the image's draw."""
+    def pillow(x: np.ndarray, q: int, subsampling: int = 2) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(x).save(buffer, "JPEG", quality=q, subsampling=subsampling)
+        return read_image_bytes(buffer.getvalue())
+
+    if condition == "444":
+        return pillow(image, quality, 0)
+    if condition == "opencv":
+        data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    if condition == "mixed":
+        return pillow(image, mixed_quality(image_id))
+    if condition in CONDITIONS and CONDITIONS[condition] is not None:
+        first, second = CONDITIONS[condition]
+        return pillow(pillow(image, first), second)
+    return pillow(image, quality)
+
+
+def mixed_quality(image_id: int) -> int:
+    """The ``mixed`` condition's quality of an image: 10-95, seeded by its id."""
+    return int(np.random.default_rng(image_id).integers(10, 96))
+
+
+def read_image_bytes(data: bytes) -> np.ndarray:
+    """Decode to uint8 RGB with Pillow (gray files get three equal channels)."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).copy()
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -108,16 +183,37 @@ def jpeg_image(original: Path, quality: int, cache: Path) -> np.ndarray:
     return read_image(path)
 
 
-def deblocked_image(original: Path, quality: int | None, key: str,
-                    deblock: Callable[[np.ndarray], np.ndarray],
-                    cache: Path) -> tuple[np.ndarray, float | None]:
-    """De-blocked JPEG (or original, ``quality=None``) of ``original`` and the seconds
-    de-blocking took (``None`` if cached)."""
-    folder = "original" if quality is None else f"q{quality}"
-    path = cache / "deblocked" / key / folder / f"{original.stem}.png"
+def degraded_image(original: Path, quality: int | str | None, condition: str | None,
+                   image_id: int, cache: Path) -> np.ndarray:
+    """The image a condition gives the detector before de-blocking: the original (resized or
+    cropped for such a condition) when ``quality`` is ``None``, else its degraded JPEG."""
+    if condition is None:
+        return read_rgb(original) if quality is None else jpeg_image(original, quality, cache)
+    if quality is None:
+        return reshape(read_rgb(original), condition, image_id)
+    path = cache / "degraded" / _folder(quality, condition) / f"{original.stem}.png"
     if path.is_file():
-        return read_image(path), None
-    image = read_rgb(original) if quality is None else jpeg_image(original, quality, cache)
+        return read_rgb(path)
+    image = reshape(degrade(read_rgb(original), quality, condition, image_id), condition, image_id)
+    png = cv2.imencode(".png", image[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]
+    write_atomic(path, png.tobytes())
+    return image
+
+
+def _folder(quality: int | str | None, condition: str | None) -> str:
+    """Cache sub-folder of a condition: ``q10``, ``original``, ``resize0.5-q10``, ..."""
+    name = "original" if quality is None else f"q{quality}"
+    return name if condition is None else f"{condition.replace('>', '-')}-{name}"
+
+
+def deblocked_image(original: Path, quality: int | str | None, condition: str | None,
+                    image_id: int, key: str, deblock: Callable[[np.ndarray], np.ndarray],
+                    cache: Path) -> tuple[np.ndarray, float | None]:
+    """De-blocked image of a condition and the seconds de-blocking took (``None`` if cached)."""
+    path = cache / "deblocked" / key / _folder(quality, condition) / f"{original.stem}.png"
+    if path.is_file():
+        return read_rgb(path), None
+    image = degraded_image(original, quality, condition, image_id, cache)
     start = time.perf_counter()
     out = deblock(image)
     seconds = time.perf_counter() - start
@@ -126,25 +222,29 @@ def deblocked_image(original: Path, quality: int | None, key: str,
     return out, seconds
 
 
-def condition_image(original: Path, quality: int | None,
-                    deblock: tuple[str, Callable[[np.ndarray], np.ndarray]] | None,
-                    cache: Path) -> tuple[np.ndarray, float | None]:
-    """The image of one condition (original or JPEG, each optionally + ``(cache key,
-    de-blocker)``) and the seconds de-blocking took (``None`` if nothing was de-blocked)."""
-    if deblock is not None:
-        return deblocked_image(original, quality, *deblock, cache)
-    if quality is None:
-        return read_rgb(original), None
-    return jpeg_image(original, quality, cache), None
+def condition_image(original: Path, quality: int | str | None, condition: str | None,
+                    image_id: int, deblock: tuple | None, cache: Path,
+                    gate: QualityGate | None = None) -> tuple[np.ndarray, float | None]:
+    """The image of one condition, optionally + ``(cache key, de-blocker)`` (behind ``gate``:
+    images it passes stay as they are), and the seconds de-blocking took (``None``: none)."""
+    image = None
+    if deblock is None or gate is not None:
+        image = degraded_image(original, quality, condition, image_id, cache)
+        if deblock is None or not gate.restore(image):
+            return image, None
+    return deblocked_image(original, quality, condition, image_id, *deblock, cache)
 
 
 def detect(model: YOLO, image: np.ndarray, image_id: int, imgsz: int,
-           device: str | None) -> list[dict]:
-    """COCO-format detections of one uint8 RGB image."""
+           device: str | None, condition: str | None = None) -> list[dict]:
+    """COCO-format detections of one uint8 RGB image, in the original image's coordinates
+    (undoing a condition's resize or crop)."""
+    scale, top, left = geometry(condition, image_id)
     bgr = np.ascontiguousarray(image[..., ::-1])
     boxes = model.predict(bgr, imgsz=imgsz, device=device, **PREDICT_ARGS)[0].boxes
     return [{"image_id": image_id, "category_id": COCO91[int(c)],
-             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+             "bbox": [x1 / scale + left, y1 / scale + top, (x2 - x1) / scale, (y2 - y1) / scale],
+             "score": s}
             for (x1, y1, x2, y2), s, c in zip(boxes.xyxy.tolist(), boxes.conf.tolist(),
                                               boxes.cls.tolist())]
 
@@ -160,11 +260,13 @@ def add_intervals(records: list[dict], results: list[PerImageAP], resamples: int
     ``recovered_ci``) of each record, in place; the same image draws for every condition."""
     weights = resample_weights(len(results[0].image_ids), resamples, seed)
     draws = {id(r): np.array([res.map(w) for w in weights]) for r, res in zip(records, results)}
-    by_condition = {(r["quality"], r["deblocker"]): r for r in records}
-    original = by_condition.get((None, None))
+    by_condition = {(r["quality"], r.get("condition"), r["deblocker"]): r for r in records}
     for r in records:
         r["map_ci"] = interval(draws[id(r)])
-        base = by_condition.get((r["quality"], None)) if r["deblocker"] else None
+        condition = r.get("condition")
+        base = by_condition.get((r["quality"], condition, None)) if r["deblocker"] else None
+        reference = condition if geometry(condition, 0) != (1.0, 0, 0) else None
+        original = by_condition.get((None, reference, None))
         r["delta"] = None if base is None else r["map"] - base["map"]
         r["delta_ci"] = None if base is None else interval(draws[id(r)] - draws[id(base)])
         r["recovered"] = r["recovered_ci"] = None
@@ -179,16 +281,25 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
                        detector: Path = DETECTOR, qualities: Sequence[int] = (10, 20, 30),
                        deblockers: Sequence[str | Path] = (), limit: int | None = None,
                        cache: Path = CACHE, imgsz: int = 640, device: str | None = None,
-                       bootstrap: int = 1000, seed: int = 0) -> list[dict]:
-    """Evaluate original and JPEG at each quality, each alone and + each de-blocker; one
-    record each, with paired bootstrap intervals (``bootstrap`` resamples; 0: none).
+                       bootstrap: int = 1000, seed: int = 0, conditions: Sequence[str] = (),
+                       gate: int | str | None = None) -> list[dict]:
+    """Evaluate original and JPEG at each quality (and each robustness condition), each alone
+    and + each de-blocker; one record each, with paired bootstrap intervals (``bootstrap``
+    resamples; 0: none).
 
     ``deblockers`` are baseline names (``nlm``, ``bilateral``) or anything ``load_model``
-    accepts (``@R`` included), named by :func:`model_name`. Records hold ``quality``
-    (``None``: original), ``deblocker`` (name, ``None``: none), ``detector`` (file name),
-    ``map``, ``map50``, ``map_small``, ``map_medium``, ``map_large``, ``images``, mean seconds
-    per image ``deblock_s`` and ``detect_s``, and the bootstrap fields of :func:`add_intervals`.
+    accepts (``@R`` included), named by :func:`model_name`; with ``gate`` (a
+    :class:`~dcsc_preproc.QualityGate` threshold) each also runs as ``NAME+gate``.
+    ``conditions`` are names of :data:`CONDITIONS`. Records hold ``quality`` (``None``:
+    original; ``"10-95"`` for ``mixed``), ``condition`` (``None``: Pillow 4:2:0),
+    ``deblocker`` (name, ``None``: none), ``detector`` (file name), ``map``, ``map50``,
+    ``map_small``, ``map_medium``, ``map_large``, ``images``, mean seconds per image
+    ``deblock_s`` and ``detect_s``, ``gate_passed`` (share of images a gate passed; ``None``
+    without one), and the bootstrap fields of :func:`add_intervals`.
     """
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise ValueError(f"unknown condition {unknown[0]!r}; expected some of {list(CONDITIONS)}")
     model = load_detector(detector)
     with redirect_stdout(io.StringIO()):
         gt = COCO(str(annotations))
@@ -199,28 +310,42 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
         raise ValueError(f"no images listed in {annotations}")
     if missing:
         raise FileNotFoundError(f"{len(missing)} images of {annotations} are missing, e.g. {missing[0]}")
-    deblock = {d: (cache_key(d), get_deblocker(d, device)) for d in deblockers}
+    deblock = {model_name(d): (cache_key(d), get_deblocker(d, device)) for d in deblockers}
+    variants = [(name, False) for name in deblock]
+    variants += [] if gate is None else [(name, True) for name in deblock]
     detect(model, read_rgb(files[image_ids[0]]), image_ids[0], imgsz, device)  # warm-up, untimed
 
+    runs = [(q, None, v) for q in (None, *qualities) for v in (None, *variants)]
+    for condition in conditions:
+        fixed = CONDITIONS[condition]
+        if geometry(condition, 0) != (1.0, 0, 0):  # its clean reference: reshaped original
+            runs.append((None, condition, None))
+        for q in qualities if fixed is None else [fixed if isinstance(fixed, str) else fixed[-1]]:
+            runs += [(q, condition, v) for v in (None, *variants)]
     records, results = [], []
-    conditions = [(q, d) for q in (None, *qualities) for d in (None, *deblockers)]
-    for quality, source in conditions:
-        name = None if source is None else model_name(source)
-        record = {"quality": quality, "deblocker": name, "detector": Path(detector).name}
+    for quality, condition, variant in runs:
+        name = None if variant is None else variant[0] + ("+gate" if variant[1] else "")
+        record = {"quality": quality, "condition": condition, "deblocker": name,
+                  "detector": Path(detector).name}
+        record_gate = QualityGate(gate) if variant is not None and variant[1] else None
         detections, deblock_times, detect_times = [], [], []
         for image_id in tqdm(image_ids, desc=condition_name(record), file=sys.stderr):
-            image, seconds = condition_image(files[image_id], quality, deblock.get(source), cache)
+            image, seconds = condition_image(files[image_id], quality, condition, image_id,
+                                             None if variant is None else deblock[variant[0]],
+                                             cache, record_gate)
             if seconds is not None:
                 deblock_times.append(seconds)
             start = time.perf_counter()
-            detections += detect(model, image, image_id, imgsz, device)
+            detections += detect(model, image, image_id, imgsz, device, condition)
             detect_times.append(time.perf_counter() - start)
         start = time.perf_counter()
         results.append(PerImageAP(gt, detections, image_ids))
         record.update(coco_stats(results[-1]))
         record.update(images=len(image_ids),
                       deblock_s=float(np.mean(deblock_times)) if deblock_times else None,
-                      detect_s=float(np.mean(detect_times)))
+                      detect_s=float(np.mean(detect_times)),
+                      gate_passed=None if record_gate is None else
+                      record_gate.passed / len(image_ids))
         print(f"{condition_name(record)}: de-block {sum(deblock_times):.1f} s, detect "
               f"{sum(detect_times):.1f} s, COCO eval {time.perf_counter() - start:.1f} s",
               file=sys.stderr)
@@ -244,8 +369,8 @@ def _range(values: list[float] | None, digits: int, scale: float = 1) -> str:
 def markdown_table(records: list[dict]) -> str:
     """The records as a markdown table, one row per condition (95% intervals in brackets)."""
     lines = ["| condition | mAP50-95 | 95% CI | change | 95% CI | JPEG loss recovered | 95% CI | "
-             "mAP50 | AP small | AP medium | AP large | de-block s/img | detect s/img |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "mAP50 | AP small | AP medium | AP large | de-block s/img | detect s/img | "
+             "gate passed |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         recovered = r.get("recovered")
         cells = [condition_name(r), _cell(r["map"], 3), _range(r.get("map_ci"), 3),
@@ -254,6 +379,7 @@ def markdown_table(records: list[dict]) -> str:
                  _range(r.get("recovered_ci"), 1, 100)]
         cells += [_cell(r[k], 3) for k in list(STATS)[1:]]
         cells += [_cell(r["deblock_s"], 3), _cell(r["detect_s"], 3)]
+        cells.append("-" if r.get("gate_passed") is None else f"{100 * r['gate_passed']:.0f}%")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -262,13 +388,13 @@ def plot(records: list[dict], path: str | Path) -> None:
     """mAP50-95 against JPEG quality, one line per de-blocker, the original as a dashed line."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
-    jpeg = [r for r in records if r["quality"] is not None]
+    jpeg = [r for r in records if r["quality"] is not None and not r.get("condition")]
     for name in dict.fromkeys(r["deblocker"] for r in jpeg):
         line = sorted((r for r in jpeg if r["deblocker"] == name), key=lambda r: r["quality"])
         ax.plot([r["quality"] for r in line], [r["map"] for r in line], marker="o",
                 label=name or "JPEG, no de-blocking")
     for r in records:
-        if r["quality"] is None and r["deblocker"] is None:
+        if r["quality"] is None and r["deblocker"] is None and not r.get("condition"):
             ax.axhline(r["map"], color="black", linestyle="--", label="original")
     ax.set_xticks(sorted({r["quality"] for r in jpeg}))
     ax.set_xlabel("JPEG quality")
@@ -301,13 +427,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000,
                         help="paired bootstrap resamples of the images for 95%% intervals (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
+    parser.add_argument("--conditions", nargs="+", default=[], choices=list(CONDITIONS),
+                        metavar="NAME", help=f"robustness conditions: {', '.join(CONDITIONS)}")
+    parser.add_argument("--gate", default=None,
+                        help="also run each de-blocker behind a QualityGate with this threshold "
+                             "('auto' or a quality), judged from pixels")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
 
     records = evaluate_detection(args.images, args.annotations, args.detector, args.qualities,
                                  args.deblock, args.limit, args.cache, args.imgsz, args.device,
-                                 args.bootstrap, args.seed)
+                                 args.bootstrap, args.seed, args.conditions, args.gate)
     print(markdown_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

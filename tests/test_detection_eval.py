@@ -20,7 +20,7 @@ from eval import detection
 
 KEYS = {"quality", "deblocker", "detector", "map", "map50", "map_small", "map_medium", "map_large",
         "images", "deblock_s", "detect_s", "map_ci", "delta", "delta_ci", "recovered",
-        "recovered_ci"}
+        "recovered_ci", "condition", "gate_passed"}
 LIMIT = 3
 
 

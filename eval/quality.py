@@ -1,0 +1,106 @@
+"""Accuracy of :func:`dcsc_preproc.estimate_quality` on coco_dev, and where the gate cuts.
+
+For each of the first ``limit`` coco_dev images (by file name): the original file (truth: its
+tables) and its decoded pixels; Pillow encodings at each quality with 4:2:0 and 4:4:4 chroma
+and OpenCV's (``cv2.imencode``), estimated from tables and from the decoded pixels. One row
+per condition: mean and maximum absolute error, the share within 1 and within 3, and the
+share the default gate (``QualityGate("auto")``) would de-block.
+
+    python -m eval.quality --limit 100 --qualities 5 10 20 30 40 50 60 70 80 90 95 --json q.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from dcsc_preproc import QualityGate, estimate_quality
+
+SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+IMAGES = SHARED / "data" / "coco_dev" / "images"
+ENCODERS = ("pillow 4:2:0", "pillow 4:4:4", "opencv")
+
+
+def encode(image: np.ndarray, quality: int, encoder: str) -> bytes:
+    """``image`` (RGB uint8) as JPEG bytes by ``encoder`` (one of :data:`ENCODERS`)."""
+    if encoder == "opencv":
+        return cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality,
+                                subsampling=0 if encoder == "pillow 4:4:4" else 2)
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def evaluate_quality(images: Path = IMAGES, qualities: Sequence[int] = (10, 30, 50, 70, 90),
+                     limit: int | None = None) -> list[dict]:
+    """One record per (condition, estimate source): errors and the gate's de-block share."""
+    files = sorted(Path(images).glob("*.jpg"))[:limit]
+    if not files:
+        raise FileNotFoundError(f"no .jpg files in {images}")
+    gate = QualityGate("auto")
+    found: dict[tuple[str, str], list[tuple[int, int]]] = {}  # -> [(truth, estimate)]
+    for path in tqdm(files, desc="images", file=sys.stderr):
+        truth = estimate_quality(path).quality
+        rgb = decode(path.read_bytes())
+        found.setdefault(("original", "tables"), []).append((truth, truth))
+        found.setdefault(("original", "pixels"), []).append((truth, estimate_quality(rgb).quality))
+        for encoder in ENCODERS:
+            for q in qualities:
+                data = encode(rgb, q, encoder)
+                for source, value in (("tables", data), ("pixels", decode(data))):
+                    found.setdefault((f"{encoder} q{q}", source), []).append(
+                        (q, estimate_quality(value).quality))
+    records = []
+    for (condition, source), pairs in found.items():
+        truth, estimate = np.array(pairs).T
+        error = np.abs(estimate - truth)
+        records.append({"condition": condition, "source": source, "images": len(pairs),
+                        "mean_abs_error": float(error.mean()), "max_abs_error": int(error.max()),
+                        "within_1": float((error <= 1).mean()), "within_3": float((error <= 3).mean()),
+                        "deblocked": float((estimate <= gate.threshold).mean()),
+                        "min_estimate": int(estimate.min()), "max_estimate": int(estimate.max())})
+    return records
+
+
+def markdown_table(records: list[dict]) -> str:
+    lines = ["| condition | from | images | mean abs error | max abs error | within 1 | within 3 | "
+             "estimates | gate de-blocks |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r['condition']} | {r['source']} | {r['images']} | "
+                     f"{r['mean_abs_error']:.2f} | {r['max_abs_error']} | {r['within_1']:.0%} | "
+                     f"{r['within_3']:.0%} | {r['min_estimate']}-{r['max_estimate']} | "
+                     f"{r['deblocked']:.0%} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m eval.quality",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=Path, default=IMAGES, help="folder of JPEG files")
+    parser.add_argument("--qualities", type=int, nargs="+", default=[10, 30, 50, 70, 90])
+    parser.add_argument("--limit", type=int, default=None, help="first N files by name")
+    parser.add_argument("--json", type=Path, help="write the records here")
+    args = parser.parse_args(argv)
+    records = evaluate_quality(args.images, args.qualities, args.limit)
+    print(markdown_table(records))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(records, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
