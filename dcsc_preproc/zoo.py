@@ -36,8 +36,8 @@ MODELS = {
                            iterations=6),
 }
 #: What ``model=None`` means in the transform, frame filter and pipelines: the model that
-#: wins back the most detection mAP per millisecond (see docs/RESULTS.md).
-DEFAULT_MODEL = "dcsc-fast"
+#: wins back the most detection mAP per millisecond (docs/RESULTS.md sections 0 and 7).
+DEFAULT_MODEL = "dcsc-det"
 _CONFIG_KEY = "dcsc_config"
 
 
