@@ -8,13 +8,16 @@ file as bytes (``read_binary_files``), and a pool of actors, each holding one
 :class:`~dcsc_preproc.FrameFilter` (so one model load per actor), decodes, de-blocks and
 writes each image as PNG (lossless: JPEG would put artifacts back) under the same relative
 path in ``output``. The driver only collects one manifest row per image (``manifest.jsonl`` in
-``output``: input, output, status ``ok``/``skipped``/``failed``, error, the input's estimated
-JPEG quality (:func:`~dcsc_preproc.estimate_quality`) and its source, seconds) and draws the
-progress bar. A corrupt or unreadable file is a ``failed`` row; the run goes on.
+``output``: input, output, status ``ok``/``skipped``/``failed``, error, whether it was
+de-blocked, its estimated JPEG quality and the estimate's source, seconds) and draws the
+progress bar. A corrupt or unreadable file is a ``failed`` row; the run goes on. The quality
+gate (:class:`~dcsc_preproc.QualityGate`, ``"auto"`` by default, judged from a JPEG's
+quantisation tables) writes images estimated above its threshold as decoded, unchanged.
 
 Images are decoded with OpenCV as stored (``IMREAD_UNCHANGED``): gray stays gray, BGRA keeps
 its alpha, EXIF orientation is not applied (pixels stay where annotations put them), and the
-result is exactly what ``FrameFilter`` returns for ``cv2.imread(path, cv2.IMREAD_UNCHANGED)``.
+result of a de-blocked image is exactly what ``FrameFilter(model, gate=None)`` returns for
+``cv2.imread(path, cv2.IMREAD_UNCHANGED)``.
 
 This module is part of the package (so ``dcsc-preproc batch`` works from any install) but
 imports Ray only when a run starts: Ray is the optional extra ``distributed``.
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .model import DCSC
-from .quality import QualityEstimate, estimate_quality
+from .quality import QualityEstimate, QualityGate
 from .zoo import DEFAULT_MODEL
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -99,73 +102,76 @@ class _Deblocker:
     """Ray Data actor: one FrameFilter, loaded once; de-blocks batches of file bytes to PNGs."""
 
     def __init__(self, model: str | Path | DCSC, source: str, output: str, device: str,
-                 threads: int) -> None:
+                 threads: int, gate: int | str | None) -> None:
         import torch
 
         from .frame_filter import FrameFilter
 
         torch.set_num_threads(threads)
-        self.filter = FrameFilter(model, device=device)
+        self.filter = FrameFilter(model, device=device, gate=None)
+        self.gate = QualityGate(gate)
         self.source, self.output = Path(source), Path(output)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         rows: dict[str, list[Any]] = {key: [] for key in (
-            "input", "status", "error", "quality", "quality_source", "seconds")}
+            "input", "status", "error", "deblocked", "quality", "quality_source", "seconds")}
         for data, path in zip(batch["bytes"], batch["path"]):
             start = time.perf_counter()
             relative = Path(path).relative_to(self.source)
-            quality, source = None, None
             try:
-                estimate = self._deblock(data, self.output / output_path(relative))
-                status, error = "ok", ""
-                if estimate is not None:
-                    quality, source = estimate.quality, estimate.source
+                deblocked, estimate = self._write(data, self.output / output_path(relative))
+                row = ("ok", "", deblocked, *((estimate.quality, estimate.source) if estimate
+                                              else (None, None)))
             except (TypeError, ValueError, OSError) as err:
-                status, error = "failed", str(err)
-            for key, value in zip(rows, (relative.as_posix(), status, error, quality, source,
+                row = ("failed", str(err), None, None, None)
+            for key, value in zip(rows, (relative.as_posix(), *row,
                                          time.perf_counter() - start)):
                 rows[key].append(value)
         return rows
 
-    def _deblock(self, data: bytes, target: Path) -> QualityEstimate | None:
-        """Decode, de-block, write ``target``; returns the input's estimated JPEG quality.
+    def _write(self, data: bytes, target: Path) -> tuple[bool, QualityEstimate | None]:
+        """Decode, de-block unless the gate passes the image, write ``target`` as PNG.
 
-        The estimate (from the quantisation tables of a JPEG, blind from the pixels of other
-        files) is ``None`` where none can be made; the image is de-blocked all the same.
+        Returns whether it was de-blocked and the gate's estimate of its JPEG quality (from
+        a JPEG's tables, else from the pixels; ``None`` when the gate is off or passed the
+        image unseen: smaller than 8x8, or 16-bit). A passed image is written as decoded.
         """
         import cv2
 
         frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if frame is None:
             raise ValueError("cannot decode the file (corrupt or not an image)")
-        try:
-            estimate = estimate_quality(data)
-        except ValueError:
-            estimate = None
-        ok, png = cv2.imencode(".png", self.filter(frame))
+        self.gate.last = None  # so that an image passed unseen reports no estimate
+        deblocked = self.gate.restore(frame, "bgr" if frame.ndim == 3 else "rgb", file=data)
+        ok, png = cv2.imencode(".png", self.filter(frame) if deblocked else frame)
         if not ok:
             raise ValueError("PNG encoding failed")
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")  # a killed run leaves no truncated PNG
         partial.write_bytes(png.tobytes())
         os.replace(partial, target)
-        return estimate
+        return deblocked, self.gate.last
 
 
 def deblock_folder(source: str | Path, output: str | Path, model: str | Path | DCSC = DEFAULT_MODEL,
                    *, workers: int | None = None, cpus_per_worker: float = 1,
-                   gpus_per_worker: float = 0, batch_size: int = 4, overwrite: bool = False,
+                   gpus_per_worker: float = 0, batch_size: int = 4,
+                   gate: int | str | None = "auto", overwrite: bool = False,
                    manifest: str | Path | None = None, progress: bool = True) -> dict[str, int]:
     """De-block every image under ``source`` into ``output`` on Ray (see :func:`connect`).
 
-    Uses the running Ray instance, or starts one embedded. Returns how many images ended ``ok``,
-    ``skipped`` (output already there) and ``failed``; ``manifest`` (default
-    ``output/manifest.jsonl``) gets one JSON line per image, rewritten each run.
+    Uses the running Ray instance, or starts one embedded. ``gate`` is the quality gate's
+    threshold (:class:`~dcsc_preproc.QualityGate`: ``"auto"``, a quality, ``None`` for always
+    on): images estimated above it are written as decoded. Returns how many images ended
+    ``ok`` (of them, ``passed`` by the gate), ``skipped`` (output already there) and
+    ``failed``; ``manifest`` (default ``output/manifest.jsonl``) gets one JSON line per image,
+    rewritten each run.
     """
     from tqdm import tqdm
 
     ray = _import_ray()
     check_folders(source, output)
+    QualityGate(gate)  # a bad threshold fails here, not in every actor
     source, output = Path(source), Path(output)
     manifest = Path(manifest) if manifest else output / MANIFEST_NAME
     if manifest.resolve().is_relative_to(source.resolve()):
@@ -180,18 +186,19 @@ def deblock_folder(source: str | Path, output: str | Path, model: str | Path | D
                          f"cluster's {cluster.get('CPU', 0):g} CPUs")
 
     todo, early = _plan(source, output, overwrite)
-    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    counts = {"ok": 0, "passed": 0, "skipped": 0, "failed": 0}
     output.mkdir(parents=True, exist_ok=True)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     with manifest.open("w") as log, tqdm(total=len(todo), desc="batch", unit="image",
                                          disable=not progress) as bar:
         def record(row: dict[str, Any]) -> None:
             counts[row["status"]] += 1
+            counts["passed"] += row.get("deblocked") is False
             relative = Path(row["input"])
             log.write(json.dumps({"input": str(source / relative),
                                   "output": str(output / output_path(relative)),
                                   "status": row["status"], "error": row["error"] or None,
-                                  "quality": row.get("quality"),
+                                  "deblocked": row.get("deblocked"), "quality": row.get("quality"),
                                   "quality_source": row.get("quality_source"),
                                   "seconds": row["seconds"]}) + "\n")
             log.flush()
@@ -200,7 +207,7 @@ def deblock_folder(source: str | Path, output: str | Path, model: str | Path | D
             record(row)
         if todo:
             seen = set()
-            dataset = _dataset(source, output, todo, model, workers, cpus_per_worker,
+            dataset = _dataset(source, output, todo, model, gate, workers, cpus_per_worker,
                                gpus_per_worker, batch_size)
             for row in dataset.iter_rows():
                 seen.add(row["input"])
@@ -233,7 +240,8 @@ def _plan(source: Path, output: Path, overwrite: bool) -> tuple[list[Path], list
 
 
 def _dataset(source: Path, output: Path, todo: list[Path], model: str | Path | DCSC,
-             workers: int, cpus_per_worker: float, gpus_per_worker: float, batch_size: int):
+             gate: int | str | None, workers: int, cpus_per_worker: float,
+             gpus_per_worker: float, batch_size: int) -> Any:
     """The Ray Data pipeline: bytes from read tasks, de-blocked by a pool of actors."""
     ray = _import_ray()
 
@@ -247,7 +255,7 @@ def _dataset(source: Path, output: Path, todo: list[Path], model: str | Path | D
         num_gpus=gpus_per_worker,
         fn_constructor_kwargs={"model": model, "source": str(source), "output": str(output),
                                "device": "cuda" if gpus_per_worker else "cpu",
-                               "threads": max(1, int(cpus_per_worker))})
+                               "threads": max(1, int(cpus_per_worker)), "gate": gate})
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:

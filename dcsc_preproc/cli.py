@@ -172,6 +172,9 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-worker", type=float, default=0,
                    help="GPUs per actor (e.g. 0.5: two actors per GPU); 0: CPU actors")
     p.add_argument("--batch-size", type=int, default=4, help="images per actor call")
+    p.add_argument("--gate", default="auto",
+                   help="'auto' (default), a JPEG quality, or 'none': images estimated above it "
+                        "(from a JPEG's tables, else its pixels) are written as decoded")
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else start "
                                      "Ray embedded on this machine)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
@@ -188,10 +191,12 @@ def _batch(args: argparse.Namespace) -> None:
         counts = deblock_folder(args.source, args.output, args.model, workers=args.workers,
                                 cpus_per_worker=args.cpus_per_worker,
                                 gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
-                                overwrite=args.overwrite, manifest=args.manifest)
+                                gate=args.gate, overwrite=args.overwrite, manifest=args.manifest)
     except (ImportError, FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from err
-    print(", ".join(f"{n} {status}" for status, n in counts.items()))
+    print(f"{counts['ok']} ok ({counts['passed']} of them passed through by the gate), "
+          f"{counts['skipped']} skipped, {counts['failed']} failed; manifest in "
+          f"{args.manifest or Path(args.output) / 'manifest.jsonl'}")
     if counts["failed"]:
         raise SystemExit(f"{counts['failed']} images failed; see the manifest")
 
