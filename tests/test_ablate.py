@@ -35,14 +35,16 @@ def test_two_variants_side_by_side(tmp_path, shared) -> None:
     cmd = [sys.executable, str(REPO / "training" / "ablate.py"), "ours", "patch-jpeg",
            "--out", str(out), "--steps", "4", "--iterations", "2", "--patch", "32",
            "--train-images", "3", "--val-images", "1", "--val-every", "2", "--log-every", "2",
-           "--threads", "1", "--data", str(shared / "data")]
+           "--threads", "1", "--val-iterations", "1", "2", "--data", str(shared / "data")]
     subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
     for name, batch in (("ours", 32), ("patch-jpeg", 10)):
         result = json.loads((out / name / "result.json").read_text())
         assert result["complete"] and result["steps"] == 4 and result["recipe"]["batch"] == batch
         with (out / name / "val.csv").open() as f:
-            assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 4]
+            rows = [(int(r["step"]), int(r["R"])) for r in csv.DictReader(f)]
+        assert rows == [(2, 1), (2, 2), (4, 1), (4, 2)]
         with (out / name / "log.csv").open() as f:
             assert [int(r["R"]) for r in csv.DictReader(f)][-1] == 2
     summary = (out / "summary.md").read_text()
-    assert "| step | ours | patch-jpeg |" in summary and (out / "curves.png").stat().st_size > 0
+    assert "q10, R=2" in summary and "| step | ours | patch-jpeg |" in summary
+    assert (out / "curves.png").stat().st_size > 0

@@ -25,8 +25,8 @@ other variants change one thing (``ours`` changes all of dcsc-y's differences at
 - ``ours``: curriculum (first 5% at R=10), batch 32, 1.5e-4, three restarts.
 
 Validation: PSNR / PSNR-B (Y, MATLAB convention) of the first ``--val-images`` BSDS500-val
-images at ``--val-qualities``, at R=40 (``--iterations``), every ``--val-every`` steps and at
-the end. Example (CPU, tiny, weak evidence)::
+images at ``--val-qualities``, at R=40 (``--iterations``; ``--val-iterations 10 40`` for
+several), every ``--val-every`` steps and at the end. Example (CPU, tiny, weak evidence)::
 
     OMP_NUM_THREADS=1 python training/ablate.py --out runs/ablate-cpu --steps 300 --iterations 10 \\
         --patch 48 --val-every 100 --val-images 3 --threads 1 paper glorot
@@ -141,12 +141,14 @@ class Validation:
             self.items += [(q, clean, jpeg_roundtrip(clean, q)) for q in qualities]
 
     @torch.no_grad()
-    def __call__(self, model: DCSC, recipe: Recipe, device: torch.device) -> dict[int, tuple[float, float]]:
+    def __call__(self, model: DCSC, recipe: Recipe, device: torch.device,
+                 iterations: int) -> dict[int, tuple[float, float]]:
         model.eval()
         scores: dict[int, list[tuple[float, float]]] = {}
         for q, clean, jpeg in self.items:
             x = array_to_tensor(jpeg, device)
-            y = unstretch(model(stretch(x))) if recipe.stretch else model(x)
+            y = (unstretch(model(stretch(x), iterations)) if recipe.stretch
+                 else model(x, iterations))
             out = (y.clamp(0, 1) * 255).round().byte()[0, 0].cpu().numpy()
             scores.setdefault(q, []).append((psnr(out, clean), psnrb(out, clean)))
         model.train()
@@ -178,10 +180,12 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     step = 0
 
     def validate() -> None:
-        for q, (p, pb) in validation(model, recipe, device).items():
-            val_rows.append({"step": step, "patches": step * recipe.batch, "quality": q,
-                             "psnr": p, "psnrb": pb, "wall_s": round(time.monotonic() - start, 1)})
-            print(f"{name} step {step} q{q}: PSNR {p:.3f} PSNR-B {pb:.3f}", flush=True)
+        for r_val in args.val_iterations or [args.iterations]:
+            for q, (p, pb) in validation(model, recipe, device, r_val).items():
+                val_rows.append({"step": step, "patches": step * recipe.batch, "quality": q,
+                                 "R": r_val, "psnr": p, "psnrb": pb,
+                                 "wall_s": round(time.monotonic() - start, 1)})
+                print(f"{name} step {step} q{q} R={r_val}: PSNR {p:.3f} PSNR-B {pb:.3f}", flush=True)
 
     def log_losses() -> None:
         log_rows.append({"step": step, "loss": torch.stack(losses).mean().item(),
@@ -238,18 +242,18 @@ def summary(out: Path, names: list[str]) -> str:
         with (out / name / "val.csv").open() as f:
             curves[name] = list(csv.DictReader(f))
     results = {n: json.loads((out / n / "result.json").read_text()) for n in names}
-    qualities = sorted({int(r["quality"]) for rows in curves.values() for r in rows})
+    keys = sorted({(int(r["quality"]), int(r["R"])) for rows in curves.values() for r in rows})
     lines = []
-    for q in qualities:
-        steps = sorted({int(r["step"]) for rows in curves.values() for r in rows if int(r["quality"]) == q})
-        lines += [f"Validation PSNR-B at q{q} (PSNR in the last row):", "",
+    for key in keys:
+        rows_of = {n: [r for r in curves[n] if (int(r["quality"]), int(r["R"])) == key] for n in names}
+        steps = sorted({int(r["step"]) for rows in rows_of.values() for r in rows})
+        lines += [f"Validation PSNR-B at q{key[0]}, R={key[1]} (PSNR in the last row):", "",
                   "| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for s in steps:
-            cells = [next((f"{float(r['psnrb']):.3f}" for r in curves[n]
-                           if int(r["step"]) == s and int(r["quality"]) == q), "") for n in names]
+            cells = [next((f"{float(r['psnrb']):.3f}" for r in rows_of[n] if int(r["step"]) == s), "")
+                     for n in names]
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
-        finals = [next((f"{float(r['psnr']):.3f}" for r in reversed(curves[n]) if int(r["quality"]) == q), "")
-                  for n in names]
+        finals = [f"{float(rows_of[n][-1]['psnr']):.3f}" if rows_of[n] else "" for n in names]
         lines += ["| PSNR (last) | " + " | ".join(finals) + " |", ""]
     lines += ["| variant | steps done | patches | wall s | complete |", "|---|---|---|---|---|"]
     for n, r in results.items():
@@ -268,10 +272,11 @@ def plot(out: Path, names: list[str]) -> None:
     for name in names:
         with (out / name / "val.csv").open() as f:
             rows = list(csv.DictReader(f))
-        rows = [r for r in rows if r["quality"] == rows[0]["quality"]]  # the first quality
+        top = max(int(r["R"]) for r in rows)  # the first quality at the largest R
+        rows = [r for r in rows if r["quality"] == rows[0]["quality"] and int(r["R"]) == top]
         ax.plot([int(r["step"]) for r in rows], [float(r["psnrb"]) for r in rows], marker=".", label=name)
     ax.set_xlabel("step")
-    ax.set_ylabel(f"validation PSNR-B (dB), q{rows[0]['quality']}")
+    ax.set_ylabel(f"validation PSNR-B (dB), q{rows[0]['quality']}, R={top}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(out / "curves.png", dpi=100)
@@ -292,6 +297,9 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=1000)
     parser.add_argument("--val-images", type=int, default=10)
     parser.add_argument("--val-qualities", type=int, nargs="+", default=[10])
+    parser.add_argument("--val-iterations", type=int, nargs="+",
+                        help="R at validation (default: --iterations); e.g. 10 40 shows whether "
+                             "a variant uses its iterations")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--threads", type=int, help="torch threads per variant")
     parser.add_argument("--device")
