@@ -9,7 +9,7 @@ curves, every variant's logs) are packed for the device tool's few returned file
 On a lent H200, from the repository root (data in the ignored .gpudata/, simplejpeg as a
 wheel in .whl/; docs/RESULTS.md, issue 16, has the whole call)::
 
-    DCSC_DATA=.gpudata PYTHONPATH=. python3 training/gpu_ablate.py --seconds 520 --bundle $OUT
+    DCSC_DATA=.gpudata PYTHONPATH=. python3 training/gpu_ablate.py --seconds 450 --threads 1 --bundle $OUT
 """
 
 from __future__ import annotations
