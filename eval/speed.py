@@ -6,8 +6,11 @@ per second, GFLOP/s from the model's analytic FLOPs (:func:`flops_per_pixel`) an
 of the machine's practical peak. That peak is a dense 64->64 3x3 fp32 convolution on a
 ``1x64xHxW`` input at the largest size, best of NCHW and channels_last, measured in the same
 run; reduced-precision and INT8 paths can exceed 100% of it. Next to each row: the detector's
-own time (Ultralytics ``predict``, imgsz 640, on the same BGR uint8 frame, median, after one
-extra call that builds the predictor) and the ratio de-blocker / detector. ``--detector`` is
+own time (Ultralytics ``predict``, imgsz 640, on the same BGR uint8 frame, after one extra
+call that builds the predictor), timed in alternation with the de-blocker's calls, and the
+median of the per-call ratios de-blocker / detector, which holds when the machine's load
+changes during a run; ``model share`` is the part of each de-blocking call spent in the
+network itself (CPU), the rest being the Engine's conversions. ``--detector`` is
 a ``.pt`` file or an Ultralytics export folder; on the CPU the default is the official INT8
 OpenVINO export of YOLOv8n, what users deploy there.
 
@@ -147,15 +150,22 @@ class BackendTimer:
         return out
 
 
-def time_engine(engine: Engine, frame: np.ndarray, repeats: int, warmup: int
-                ) -> tuple[float, float | None]:
-    """Median ms of ``engine.restore_array(frame, bgr=True)`` (as the YOLO pipeline calls it)
-    and the median share of each call spent in the backend (``None`` on CUDA)."""
+def time_engine(engine: Engine, frame: np.ndarray, detect: Callable[[], object],
+                repeats: int, warmup: int) -> tuple[float, float, float, float | None]:
+    """Median ms of ``engine.restore_array(frame, bgr=True)`` (as the YOLO pipeline calls it),
+    median ms of ``detect`` (the detector on the same frame) timed in alternation with it, the
+    median of the per-repeat ratios de-blocker / detector, and the median share of each
+    de-blocking call spent in the backend (``None`` on CUDA).
+
+    Alternating the two calls makes the ratio hold on a machine whose load changes during
+    the run (the milliseconds alone do not).
+    """
     timer = BackendTimer(engine) if engine.device.type == "cpu" else None
     for _ in range(warmup):
         engine.restore_array(frame, bgr=True)
-    times, shares = [], []
+    times, detector, shares = [], [], []
     for _ in range(repeats):
+        detector.append(median_ms(detect, 1, 0) / 1000)
         start = time.perf_counter()
         if timer:
             timer.seconds = 0.0
@@ -166,7 +176,9 @@ def time_engine(engine: Engine, frame: np.ndarray, repeats: int, warmup: int
         shares.append(timer.seconds / times[-1] if timer else None)
     if timer:
         engine.backend = timer.backend
-    return 1000 * statistics.median(times), statistics.median(shares) if timer else None
+    ratio = statistics.median(t / d for t, d in zip(times, detector))
+    return (1000 * statistics.median(times), 1000 * statistics.median(detector), ratio,
+            statistics.median(shares) if timer else None)
 
 
 def peak_gflops(device: torch.device, width: int, height: int, repeats: int,
@@ -231,10 +243,6 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
     yolo = load_detector(detector)
     yolo.predict(frames[sizes[0]], imgsz=640, device=str(device), verbose=False)
     torch.set_num_threads(threads)  # building the predictor set it to cpu_count - 1
-    detector_ms = {size: median_ms(
-        lambda: yolo.predict(frame, imgsz=640, device=str(device), verbose=False),
-        repeats, warmup) for size, frame in frames.items()}
-    torch.set_num_threads(threads)
     largest = max(sizes, key=lambda s: s[0] * s[1])
     peak = peak_gflops(device, *largest, repeats, warmup)
     missing = [p for p in paths if p in _RUNTIMES and not is_installed(_RUNTIMES[p])]
@@ -247,13 +255,18 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
             for path, tile in itertools.product([p for p in paths if p not in missing], tiles):
                 engine = path_engine(path, model, device, tile, Path(tmp))
                 for (w, h), frame in frames.items():
-                    ms, share = time_engine(engine, frame, repeats, warmup)
+                    def detect():
+                        return yolo.predict(frame, imgsz=640, device=str(device),
+                                            verbose=False)
+                    ms, detector_ms, ratio, share = time_engine(engine, frame, detect, repeats,
+                                                                warmup)
                     gflops = flops_per_pixel(model.config) * w * h / ms / 1e6
                     records.append({
                         "profile": name, "iterations": model.config.iterations, "path": path,
                         "backend": engine.backend_name, "tile": tile, "device": device.type,
                         "width": w, "height": h, "ms": ms, "mp_per_s": w * h / ms / 1e3,
-                        "detector": detector.name, "detector_ms": detector_ms[(w, h)],
+                        "detector": detector.name, "detector_ms": detector_ms,
+                        "ratio": ratio,
                         "model_share": share, "peak_fraction": gflops / peak})
                     print(f"{name} {path} tile {_tile_text(tile)} {w}x{h}: {ms:.1f} ms",
                           file=sys.stderr)
@@ -288,7 +301,7 @@ def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
             f"{r['width']}x{r['height']} | {r['ms']:.1f} | {r['mp_per_s']:.2f} | "
             f"{_percent(r['model_share'])} | "
             f"{100 * r['peak_fraction']:.0f}% | {r['detector_ms']:.1f} | "
-            f"{r['ms'] / r['detector_ms']:.1f}x |")
+            f"{r['ratio']:.2f}x |")
     return "\n".join(lines)
 
 

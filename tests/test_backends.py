@@ -140,3 +140,15 @@ def test_export_cli_openvino(tmp_path, capsys):
         main(["export", "--onnx", str(tmp_path / "m.onnx"), "--int8"])
     with pytest.raises(ValueError, match="not an OpenVINO export"):
         Engine(tmp_path)
+
+
+def test_parity_benchmark(rgb_image):
+    """eval.parity: fp32 runtimes agree with torch fp32; every row is measured."""
+    from eval.parity import parity
+
+    records = {r["backend"]: r for r in parity(small_model(), [], [rgb_image])}
+    assert "torch (default: bf16 where native)" in records
+    for name in ("openvino fp32", "onnxruntime"):
+        if name in records:
+            assert records[name]["max"] < FP32_BOUND * 255
+    assert all(r["images"] == 1 and 0 <= r["uint8_diff"] <= 1 for r in records.values())
