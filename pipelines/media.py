@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'dcsc-preproc[video]' (or: pip install av)"
 ENCODERS = {"h264": "libx264", "hevc": "libx265"}
 DEFAULT_CRF = 18  # visually lossless for x264 (FFmpeg's H.264 guide); x265 at 18 is finer still
-#: x264/x265 speed preset: on 2 shared cores, 1080p encoded at 4.9 frames/s with veryfast
-#: against 2.4 with x264's own default (medium), the file no larger at CRF 18 (RESULTS section 6)
+#: x264/x265 speed preset: on 2 shared cores, 1080p decoded and encoded 2.9x as fast with
+#: veryfast as with x264's own default, medium (docs/RESULTS.md section 6)
 DEFAULT_PRESET = "veryfast"
 DEFAULT_RATE = Fraction(25)
 MAX_BACKOFF = 30.0  # seconds between reconnection attempts, at most

@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="constant rate factor: lower is better and larger (default: %(default)s, "
                         "visually lossless)")
     e.add_argument("--preset", default=DEFAULT_PRESET,
-                   help="x264/x265 speed preset (default: %(default)s; slower: smaller files)")
+                   help="x264/x265 speed preset (default: %(default)s; slower ones compress "
+                        "better)")
     s = parser.add_argument_group("streams")
     s.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for data before the stream counts as dropped")
