@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .data import DEFAULT_DATA_DIRS
-from .model import DCSCConfig
+from .model import INITS, DCSCConfig
 from .zoo import DEFAULT_MODEL, MODELS
 
 
@@ -20,6 +20,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="training image folders under --data (or absolute), mixed by image "
                         "count, e.g. bsds500/train bsds500/test coco_train/images")
     p.add_argument("--init", help="weights to start from if the run has no checkpoint (fine-tune)")
+    p.add_argument("--weight-init", choices=INITS, default="torch",
+                   help="a fresh run's initial weights: PyTorch's default or TensorFlow's Glorot")
     m = p.add_argument_group("model (fixed for a run)")
     m.add_argument("--config", choices=sorted(MODELS),
                    help="a shipped model's configuration (replaces the flags below)")
@@ -28,6 +30,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--features", type=int, default=64)
     m.add_argument("--iterations", type=int, default=40, help="R at inference")
     m.add_argument("--no-dilation", action="store_true", help="ablation: dilations 1, 1, 1")
+    m.add_argument("--no-bias", action="store_true",
+                   help="G and S without biases, as in the DCSC authors' network")
     m.add_argument("--unshuffle", type=int, default=1, help="run the network on NxN-unshuffled input")
     t = p.add_argument_group("training (may change between chunks)")
     t.add_argument("--qualities", type=int, nargs="+", default=[10, 20, 30])
@@ -63,9 +67,10 @@ def _train(args: argparse.Namespace) -> None:
     model = MODELS[args.config] if args.config else DCSCConfig(
         in_channels=1 if args.channels == "y" else 3, dilated_features=args.dilated_features,
         features=args.features, iterations=args.iterations,
-        dilations=(1, 1, 1) if args.no_dilation else (1, 2, 4), unshuffle=args.unshuffle)
+        dilations=(1, 1, 1) if args.no_dilation else (1, 2, 4), bias=not args.no_bias,
+        unshuffle=args.unshuffle)
     cfg = TrainConfig(out=args.out, data=args.data, data_dirs=tuple(args.data_dirs),
-                      init=args.init, detector_loss=args.detector_loss,
+                      init=args.init, weight_init=args.weight_init, detector_loss=args.detector_loss,
                       detector_loss_weight=args.detector_loss_weight,
                       detector_layers=tuple(args.detector_layers) if args.detector_layers else None,
                       distill_weight=args.distill_weight, model=model, qualities=tuple(args.qualities),

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from .data import to_uint8_y
-from .engine import array_to_tensor
+from .engine import array_to_tensor, tensor_to_array
 from .jpeg import jpeg_roundtrip, read_image
 from .model import DCSC
 from .zoo import load_model, model_name
@@ -121,10 +121,8 @@ def sparse_codes(model: str | Path | DCSC, image: np.ndarray,
     last = codes[iterations[-1]][0]
     channels = tuple(last.mean(dim=(1, 2)).argsort(descending=True)[:maps].tolist())
     chosen = np.stack([codes[r][0, list(channels)].float().cpu().numpy() for r in iterations])
-    restored = (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     return SparseCodes(model_name(model) if not isinstance(model, DCSC) else "model",
-                       iterations, channels, chosen, zeros, image,
-                       restored[..., 0] if restored.shape[2] == 1 else restored)
+                       iterations, channels, chosen, zeros, image, tensor_to_array(out))
 
 
 def _centre_crop(image: np.ndarray, crop: int | None, multiple: int) -> np.ndarray:

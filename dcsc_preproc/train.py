@@ -32,7 +32,7 @@ from .distributed import Ranks, any_rank, mean_over_ranks, patch_rng, process_gr
 from .engine import Engine, machine
 from .jpeg import jpeg_roundtrip, read_image
 from .metrics import psnr, psnrb
-from .model import DCSC, DCSCConfig
+from .model import DCSC, DCSCConfig, init_weights_
 from .zoo import load_model, save_model
 
 
@@ -46,6 +46,9 @@ class TrainConfig:
     data_dirs: tuple[str, ...] = DEFAULT_DATA_DIRS
     #: weights to start from when the run has no checkpoint yet (fine-tuning)
     init: str | None = None
+    #: a fresh run's initial weights: PyTorch's default or "glorot" (TensorFlow's, as the
+    #: DCSC authors'; docs/RESULTS.md, issue 16)
+    weight_init: str = "torch"
     model: DCSCConfig = field(default_factory=DCSCConfig)
     qualities: tuple[int, ...] = (10, 20, 30)
     patch: int = 80
@@ -176,7 +179,10 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its kernels
         layout = torch.channels_last  # what cuDNN's bf16 kernels want
-    model = DCSC.from_config(cfg.model).to(device, memory_format=layout)
+    model = DCSC.from_config(cfg.model)
+    if cfg.weight_init != "torch":  # "torch" keeps the default draws: the same weights per seed
+        init_weights_(model, cfg.weight_init)
+    model = model.to(device, memory_format=layout)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, wall, seen = 0, 0.0, 0
     ckpt_path = out / "checkpoint.pt"

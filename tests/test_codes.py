@@ -59,9 +59,10 @@ def test_authors_weights_and_unshuffled_crop(authors_npz) -> None:
     image = np.random.default_rng(0).integers(0, 256, (40, 50), np.uint8)
     codes = sparse_codes(authors_npz, image, iterations=[1, 2], maps=2, crop=32)
     assert codes.maps.shape == (2, 2, 32, 32) and codes.model == "dcsc_iccv2019_original"
+    assert codes.restored.shape == codes.image.shape == (32, 32)
     assert ((0 <= codes.zero_share) & (codes.zero_share <= 1)).all()
     fast = sparse_codes(DCSC(in_channels=3, unshuffle=4, iterations=2), image[:30, :30], [2])
-    assert fast.maps.shape == (1, 4, 7, 7) and fast.image.shape == (28, 28, 3)
+    assert fast.maps.shape == (1, 4, 7, 7) and fast.image.shape == fast.restored.shape == (28, 28, 3)
 
 
 def test_jpeg_input_rule(tmp_path, rgb_image) -> None:

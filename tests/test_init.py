@@ -35,3 +35,19 @@ def test_torch_scheme_is_the_default_init() -> None:
 def test_unknown_scheme() -> None:
     with pytest.raises(ValueError, match="unknown init 'he'"):
         init_weights_(DCSC(iterations=2), "he")
+
+
+def test_train_starts_from_glorot_without_biases(tmp_path, shared) -> None:
+    from dcsc_preproc import load_model
+    from dcsc_preproc.cli import main
+
+    out = tmp_path / "run"
+    main(["train", "--out", str(out), "--data", str(shared / "data"), "--steps", "0",
+          "--features", "8", "--dilated-features", "4", "--iterations", "2", "--patch", "32",
+          "--train-images", "2", "--val-images", "1", "--precision", "fp32",
+          "--weight-init", "glorot", "--no-bias"])
+    model = load_model(out / "model.safetensors")
+    assert model.G.bias is None and model.S.bias is None and not model.config.bias
+    assert model.dilated[0].bias.eq(0).all() and model.recon.bias.eq(0).all()
+    bound = math.sqrt(6 / (9 * (1 + 4)))  # dilated: 1 -> 4 maps
+    assert model.dilated[0].weight.abs().max() <= bound
