@@ -108,6 +108,11 @@ class Engine:
     compiler, recompiles for each frame and tile shape, and its gain on CPU was within
     run-to-run noise (docs/RESULTS.md section 3).
 
+    ``align_grid`` (default on): a JPEG cropped by a few pixels has its 8x8 grid shifted,
+    while the models learned aligned grids; the batch is padded at the top and left so that
+    the grid its first image shows (:func:`~dcsc_preproc.quality.grid_padding`) starts at
+    (0, 0). Images without a visible grid are left as they are.
+
     :meth:`restore_array` is the uint8 path of frames and detectors: one conversion to float
     on the engine's device and one back (colour order, rounding and clamping on the device),
     with pinned host buffers and one transfer each way on CUDA.
@@ -122,10 +127,12 @@ class Engine:
     def __init__(self, model: str | Path | DCSC, device: str | torch.device | None = None,
                  tile: int | None = DEFAULT_TILE, precision: str = "auto",
                  iterations: int | None = None, channels_last: bool = True,
-                 threads: int | None = None, backend: str | None = None) -> None:
+                 threads: int | None = None, backend: str | None = None,
+                 align_grid: bool = True) -> None:
         if backend is not None and backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self.threads = threads or torch.get_num_threads()
+        self.align_grid = align_grid
         export = _openvino_export(model)
         backend = backend or ("openvino" if export is not None else "torch")
         if export is not None and backend not in ("openvino", "auto"):
@@ -195,17 +202,29 @@ class Engine:
             torch.set_num_threads(previous)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad to the model's multiple, run whole or tiled, crop back."""
+        """Pad (top and left: to align a shifted JPEG grid; bottom and right: to the model's
+        multiple), run whole or tiled, crop back."""
         h, w = x.shape[-2:]
+        top, left = self._grid_padding(x) if self.align_grid else (0, 0)
         m = self.model.multiple
-        pad_h, pad_w = -h % m, -w % m
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        pad_h, pad_w = -(h + top) % m, -(w + left) % m
+        if top or left or pad_h or pad_w:
+            x = F.pad(x, (left, pad_w, top, pad_h), mode="replicate")
         if self.tile is None or max(x.shape[-2:]) <= self.tile + 2 * self.margin:
             out = self.backend(x)
         else:
             out = self._tiled(x)
-        return out[..., :h, :w]
+        return out[..., top:top + h, left:left + w]
+
+    @staticmethod
+    def _grid_padding(x: torch.Tensor) -> tuple[int, int]:
+        """Rows and columns to add at the top and left so that the 8x8 JPEG grid of the
+        batch's first image (:func:`~dcsc_preproc.quality.grid_padding`) starts at (0, 0)."""
+        from .quality import grid_padding  # quality imports this module
+
+        weights = x.new_tensor([0.299, 0.587, 0.114] if x.shape[1] == 3 else [1.0])
+        y = (x[0] * weights[:, None, None]).sum(0).mul(255)
+        return grid_padding(y.float().cpu().numpy())
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)

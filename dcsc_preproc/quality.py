@@ -164,6 +164,32 @@ def grid_offset(y: np.ndarray) -> tuple[tuple[int, int], float]:
     return (offsets[0], offsets[1]), float(min(strengths))
 
 
+#: A grid is there (and worth aligning to) above this :func:`grid_offset` strength, in images
+#: of at least ``GRID_MIN_SIDE`` pixels a side: resized coco_dev originals measured at most
+#: 0.007 and cropped q90 JPEGs at least 0.043 (30 images); 64x64 smooth noise up to 0.03.
+GRID_STRENGTH, GRID_MIN_SIDE = 0.035, 64
+
+
+def grid_padding(y: np.ndarray) -> tuple[int, int]:
+    """Rows and columns to add at the top and left of a luma image so that its JPEG grid
+    starts at (0, 0); ``(0, 0)`` when no grid stands out or the image is under 64 pixels a
+    side (too few blocks to tell). De-blockers learned aligned grids:
+    on q10 JPEGs cropped by 1-7 pixels dcsc-fast won back 0.63 dB unaligned and 1.07 dB
+    aligned (as on the uncropped images; docs/RESULTS.md).
+
+    Example:
+        >>> from dcsc_preproc.jpeg import jpeg_roundtrip
+        >>> yy, xx = np.mgrid[0:96, 0:96]
+        >>> image = jpeg_roundtrip(((xx * 5 + yy * 3) % 256).astype(np.uint8), 50)
+        >>> grid_padding(image[3:, 5:].astype(float))  # the grid starts at row 5, column 3
+        (3, 5)
+    """
+    if min(y.shape) < GRID_MIN_SIDE:
+        return 0, 0
+    (dy, dx), strength = grid_offset(y)
+    return ((-dy) % 8, (-dx) % 8) if strength >= GRID_STRENGTH else (0, 0)
+
+
 def _blocks(a: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
     """The whole grid-aligned 8x8 blocks of ``a`` ``(H, W, ...)``: ``(N, 8, 8, ...)``."""
     dy, dx = offset

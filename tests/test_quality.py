@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dcsc_preproc import QualityEstimate, QualityGate, estimate_quality
+from dcsc_preproc import DCSC, Engine, QualityEstimate, QualityGate, estimate_quality
 from dcsc_preproc.quality import AUTO_THRESHOLD, CHROMA, LUMA, grid_offset, ijg_tables, luma
 
 
@@ -139,3 +139,22 @@ def test_gate_every_n_frames_and_scene_changes(photo: np.ndarray) -> None:
     assert not gate.restore(np.full_like(clean, 255) - clean)  # scene change: re-estimated
     assert not gate.restore(clean[:128])  # new size: re-estimated
     assert (gate.passed, gate.restored) == (5, 2)
+
+
+def test_engine_aligns_a_shifted_grid(photo: np.ndarray) -> None:
+    """A cropped JPEG is de-blocked as if its grid started at (0, 0): the same pixels as the
+    uncropped image's result, away from the borders; without alignment they differ (for a
+    4x4-unshuffled model, as dcsc-fast: plain convolutions do not see the shift)."""
+    torch.manual_seed(0)
+    model = DCSC(in_channels=3, dilated_features=4, features=8, iterations=1, unshuffle=4)
+    decoded = decode(pillow_jpeg(photo, 15))
+    whole = Engine(model).restore_array(decoded)
+    cropped = decoded[3:, 6:]
+    aligned = Engine(model).restore_array(cropped)
+    shifted = Engine(model, align_grid=False).restore_array(cropped)
+    inner = (slice(16, -16), slice(16, -16))
+    diff = np.abs(aligned[inner].astype(int) - whole[3:, 6:][inner])
+    assert diff.max() <= 2 and diff.mean() < 0.01  # float rounding only
+    assert np.abs(shifted[inner].astype(int) - whole[3:, 6:][inner]).mean() > 1
+    np.testing.assert_array_equal(Engine(model).restore_array(decoded),
+                                  Engine(model, align_grid=False).restore_array(decoded))
