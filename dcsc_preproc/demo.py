@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from .engine import Engine
 from .jpeg import encode_jpeg, decode_image, read_image
 from .metrics import psnr, psnrb
 from .data import to_uint8_y
+from .detector import load_detector
 
 
 def sample_image() -> Path:
@@ -56,19 +56,12 @@ def run_demo(image: str | Path | None, quality: int, model: str, out: str | Path
 def _detections(detector: str | Path, jpeg: np.ndarray, restored: np.ndarray, quality: int,
                 path: Path, device: str | None) -> dict[str, int]:
     """Detect on the JPEG and the de-blocked image, draw both side by side; return counts."""
-    detector = Path(detector)
-    if not detector.exists():
-        raise FileNotFoundError(f"detector weights not found: {detector} (give an existing path: "
-                                "a bare name like 'yolov8n.pt' would make Ultralytics download it)")
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    yolo = load_detector(detector)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ultralytics import YOLO
 
-    yolo = YOLO(str(detector))
     panels = {"jpeg": (f"JPEG q{quality}", jpeg), "restored": ("de-blocked", restored)}
     counts = {}
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.6))

@@ -12,28 +12,24 @@ Learning" (2021), who trained the corrector against the downstream network's res
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .detector import load_detector
+
 #: Stride of the coarsest Detect input (P5): patches must be multiples of it.
 STRIDE = 32
 
 
 def load_frozen_detector(path: str | Path) -> nn.Module:
-    """The ``nn.Module`` of Ultralytics weights at ``path``, in eval mode, with no gradients."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detector weights not found: {path} (give an existing .pt path; "
-                                "a bare name would make Ultralytics download it)")
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-    from ultralytics import YOLO
-
-    model = YOLO(str(path)).model.float().eval()
+    """The ``nn.Module`` of Ultralytics ``.pt`` weights at ``path``, in eval mode, with no
+    gradients (an export folder has no differentiable PyTorch model)."""
+    if Path(path).is_dir():
+        raise ValueError(f"the detector loss needs PyTorch .pt weights, got the folder {path}")
+    model = load_detector(path).model.float().eval()
     model.requires_grad_(False)
     return model
 

@@ -27,17 +27,8 @@ from ultralytics.data.utils import IMG_FORMATS  # noqa: E402
 from ultralytics.engine.predictor import BasePredictor  # noqa: E402
 from ultralytics.engine.results import Results  # noqa: E402
 
-from dcsc_preproc import DCSC, DEFAULT_MODEL, Engine, QualityGate  # noqa: E402
+from dcsc_preproc import DCSC, DEFAULT_MODEL, Engine, QualityGate, load_detector  # noqa: E402,F401
 from dcsc_preproc.engine import DEFAULT_TILE  # noqa: E402
-
-
-def load_detector(path: str | Path) -> YOLO:
-    """Load Ultralytics detector weights (``.pt`` file or exported model folder) from a path."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"detector weights not found: {path} (give an existing path: a "
-                                "bare name like 'yolov8n.pt' would make Ultralytics download it)")
-    return YOLO(str(path))
 
 
 def deblock_images(engine: Engine, images: list[np.ndarray] | torch.Tensor,
