@@ -53,7 +53,7 @@ class PatchSampler:
 
     ``channels`` is ``"y"`` (gray JPEG of the Y channel, as the paper) or ``"rgb"`` (colour
     JPEG, 4:2:0). Randomness comes only from the ``numpy.random.Generator`` passed to
-    :meth:`sample`, so a run resumes exactly from a saved generator state.
+    :meth:`sample` (training derives one per rank and step, so a run resumes exactly).
     """
 
     def __init__(self, files: list[Path], qualities: tuple[int, ...] = (10, 20, 30),
