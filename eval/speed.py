@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
@@ -240,8 +241,9 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
     """
     frames = {size: bench_frame(*size) for size in sizes}
     threads = torch.get_num_threads()
-    yolo = load_detector(detector)
-    yolo.predict(frames[sizes[0]], imgsz=640, device=str(device), verbose=False)
+    with redirect_stdout(sys.stderr):  # Ultralytics prints what it loads: keep the table clean
+        yolo = load_detector(detector)
+        yolo.predict(frames[sizes[0]], imgsz=640, device=str(device), verbose=False)
     torch.set_num_threads(threads)  # building the predictor set it to cpu_count - 1
     largest = max(sizes, key=lambda s: s[0] * s[1])
     peak = peak_gflops(device, *largest, repeats, warmup)
@@ -253,7 +255,8 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
             if random:
                 random_init.append(name)
             for path, tile in itertools.product([p for p in paths if p not in missing], tiles):
-                engine = path_engine(path, model, device, tile, Path(tmp))
+                with redirect_stdout(sys.stderr):  # NNCF's progress, Ultralytics' lines
+                    engine = path_engine(path, model, device, tile, Path(tmp))
                 for (w, h), frame in frames.items():
                     def detect():
                         return yolo.predict(frame, imgsz=640, device=str(device),
