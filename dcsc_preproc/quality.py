@@ -115,8 +115,9 @@ _POSITIONS = np.array(_ZIGZAG[1:22])
 #: Informative coefficients: above the decoder's noise (IDCT rounding and colour conversion
 #: leave about 0.3-1 in these units).
 _INFORMATIVE = 1.5
-#: A coefficient further than ``max(_OFF, _OFF_RELATIVE * step)`` from a lattice is off it.
-_OFF, _OFF_RELATIVE = 1.75, 0.05
+#: A coefficient further than ``_OFF_RELATIVE * step``, clipped to ``[_OFF, _OFF_MAX]``, from
+#: a lattice is off it (the cap keeps q1's steps of 255 from passing small coefficients).
+_OFF, _OFF_RELATIVE, _OFF_MAX = 1.75, 0.05, 4.0
 #: A candidate quality fits when at most this share of informative coefficients is off.
 _MAX_OFF = 0.1
 _MAX_BLOCKS = 2048
@@ -174,8 +175,8 @@ def grid_padding(y: np.ndarray) -> tuple[int, int]:
     """Rows and columns to add at the top and left of a luma image so that its JPEG grid
     starts at (0, 0); ``(0, 0)`` when no grid stands out or the image is under 64 pixels a
     side (too few blocks to tell). De-blockers learned aligned grids:
-    on q10 JPEGs cropped by 1-7 pixels dcsc-fast won back 0.63 dB unaligned and 1.07 dB
-    aligned (as on the uncropped images; docs/RESULTS.md).
+    on 12 coco_dev q10 JPEGs cropped by 1-7 pixels dcsc-fast won back 0.64 dB PSNR unaligned
+    and 1.06 dB aligned (``python -m eval.quality --alignment dcsc-fast``, docs/RESULTS.md).
 
     Example:
         >>> from dcsc_preproc.jpeg import jpeg_roundtrip
@@ -215,7 +216,8 @@ def _block_coefficients(image: np.ndarray, y: np.ndarray, offset: tuple[int, int
 def _off_lattice(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Share of ``values`` (n,) off the lattice of each row of ``steps`` (Q, n)."""
     residual = np.abs(values - steps * np.round(values / steps))
-    return (residual > np.maximum(_OFF, _OFF_RELATIVE * steps)).mean(axis=1)
+    tolerance = np.clip(_OFF_RELATIVE * steps, _OFF, _OFF_MAX)
+    return (residual > tolerance).mean(axis=1)
 
 
 def quality_from_pixels(image: np.ndarray, order: str = "rgb") -> QualityEstimate:
@@ -224,7 +226,8 @@ def quality_from_pixels(image: np.ndarray, order: str = "rgb") -> QualityEstimat
     Finds the grid (:func:`grid_offset`), takes the grid-aligned DCT of the luma blocks
     (blocks holding a clipped 0 or 255 left out), and returns the lowest quality whose luma
     table keeps at least 90% of the informative coefficients (``|c| > 1.5``) of the first 21
-    zig-zag AC positions on its lattice (within ``max(1.75, step / 20)``): coarser tables than
+    zig-zag AC positions on its lattice (within ``step / 20``, clipped to 1.75-4): coarser
+    tables than
     the encoder's put most nonzero coefficients off their lattice, finer ones keep them on
     it. An image that was never JPEG-compressed fits only tables of steps up to 3 (about
     q89 and up). ``order`` is ``"rgb"`` or ``"bgr"`` (OpenCV frames): the luma weights
@@ -457,7 +460,8 @@ def _pass_reason(image: Any) -> tuple[str, str] | None:
     elif isinstance(image, np.ndarray):
         size, wide = image.shape[:2], image.dtype.itemsize > 1 and image.dtype.kind in "ui"
     elif type(image).__module__.startswith("torch"):
-        size, wide = tuple(image.shape[-2:]), image.dtype.itemsize > 1 and not image.is_floating_point()
+        size = tuple(image.shape[-2:])
+        wide = image.dtype.itemsize > 1 and not image.is_floating_point()
     else:
         return None
     if wide:

@@ -109,8 +109,8 @@ class Deblock(Transform):
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         """De-block a uint8 or float ``(..., C, H, W)``, alpha (C = 2 or 4) kept; same dtype."""
-        colour, alpha = (batch[..., :-1, :, :], batch[..., -1:, :, :]) if batch.shape[-3] in (2, 4) \
-            else (batch, None)
+        alpha = batch[..., -1:, :, :] if batch.shape[-3] in (2, 4) else None
+        colour = batch if alpha is None else batch[..., :-1, :, :]
         flat = colour.reshape(-1, *colour.shape[-3:])
         if batch.dtype == torch.uint8:  # bytes cross to the engine's device, not floats
             restored = self.engine(flat.to(self.engine.device).float().div(255))

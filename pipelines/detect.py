@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.detect",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--detector", type=Path, required=True, help="Ultralytics weights path")
-    parser.add_argument("--source", required=True, help="image, folder, video (anything YOLO reads)")
+    parser.add_argument("--source", required=True,
+                        help="image, folder, video (anything YOLO reads)")
     parser.add_argument("--deblock", default=None, metavar="MODEL",
                         help="shipped model name, .safetensors or authors' .npz (default: the "
                              "library's DEFAULT_MODEL)")

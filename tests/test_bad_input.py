@@ -260,9 +260,8 @@ def test_cli_deblock_skips_unreadable_and_never_writes_inputs(model, photo, tmp_
     assert written == {"clean.png", "blocky.png", "alpha.png", "deep.png", "tiny.png"}
     clean = np.asarray(Image.open(tmp_path / "in" / "clean.jpg"))
     np.testing.assert_array_equal(np.asarray(Image.open(out / "clean.png")), clean)  # passed
-    deep = Image.open(out / "deep.png")
-    assert deep.mode.startswith("I") and np.array_equal(np.asarray(deep),
-                                                        np.asarray(Image.open(tmp_path / "in" / "deep.png")))
+    deep, given = Image.open(out / "deep.png"), Image.open(tmp_path / "in" / "deep.png")
+    assert deep.mode.startswith("I") and np.array_equal(np.asarray(deep), np.asarray(given))
     assert np.asarray(Image.open(out / "alpha.png"))[..., 3].min() == 99
     with pytest.raises(SystemExit, match="corrupt.jpg"):  # named on its own: non-zero exit
         cli_main(["deblock", str(tmp_path / "in" / "corrupt.jpg"), "--out", str(tmp_path / "o2"),

@@ -57,7 +57,7 @@ def test_files_pil_images_and_gray(photo: np.ndarray, tmp_path: Path) -> None:
 
 def test_other_encoders_tables_are_fitted_with_lower_confidence(photo: np.ndarray) -> None:
     """A camera-like table: the IJG q50 tables with every entry 30% coarser."""
-    tables = [np.round(LUMA * 1.3).astype(int).tolist(), np.round(CHROMA * 1.3).astype(int).tolist()]
+    tables = [np.round(base * 1.3).astype(int).tolist() for base in (LUMA, CHROMA)]
     estimate = estimate_quality(pillow_jpeg(photo, None, qtables=tables))
     assert estimate.source == "tables"
     assert 35 <= estimate.quality <= 42  # scale 130 lies between q38 (131) and q39 (128)
@@ -158,3 +158,15 @@ def test_engine_aligns_a_shifted_grid(photo: np.ndarray) -> None:
     assert np.abs(shifted[inner].astype(int) - whole[3:, 6:][inner]).mean() > 1
     np.testing.assert_array_equal(Engine(model).restore_array(decoded),
                                   Engine(model, align_grid=False).restore_array(decoded))
+
+
+def test_eval_quality_records(shared: Path) -> None:
+    from eval.quality import evaluate_quality, markdown_table
+
+    records = evaluate_quality(shared / "data" / "coco_dev" / "images", [10], limit=1)
+    by_key = {(r["condition"], r["source"]): r for r in records}
+    assert len(records) == 2 + 3 * 2
+    assert all(r["max_abs_error"] == 0 for r in records if r["source"] == "tables")
+    assert by_key[("opencv q10", "pixels")]["deblocked"] == 1.0
+    assert by_key[("original", "tables")]["deblocked"] == 0.0
+    assert "| pillow 4:4:4 q10 | pixels | 1 |" in markdown_table(records)
