@@ -7,6 +7,8 @@ Every entry point (transform, frame filter, pipelines, benchmarks) goes through
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -173,8 +175,9 @@ class Engine:
         """Restore a batch; returns a clamped float tensor of the input's shape, device and
         dtype (in the layout the backend produced: channels_last for the torch default)."""
         check_image_tensor(x)
-        out = self._restore(x.to(self.device, torch.float32))
-        return out.clamp_(0, 1).to(x.device, x.dtype)
+        with self._threads():
+            out = self._restore(x.to(self.device, torch.float32))
+            return out.clamp_(0, 1).to(x.device, x.dtype)
 
     @torch.inference_mode()
     def restore_array(self, image: np.ndarray, truncate: bool = False,
@@ -184,24 +187,30 @@ class Engine:
         ``bgr=True`` takes and returns OpenCV's BGR order (the flip is done on the device, on
         bytes). Rounds to nearest; ``truncate=True`` floors, as the DCSC authors' test code.
         """
-        x = array_to_tensor(image, self.device, bgr)
-        return tensor_to_array(self._restore(x), truncate, bgr)
+        with self._threads():  # the conversions too: on a busy machine they starve otherwise
+            x = array_to_tensor(image, self.device, bgr)
+            return tensor_to_array(self._restore(x), truncate, bgr)
 
-    def _restore(self, y: torch.Tensor) -> torch.Tensor:
-        """Colour handling around :meth:`_run` on a float32 batch on the device (not clamped)."""
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        """Run torch on ``self.threads`` inside the block, then restore the global count."""
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            channels = self.model.config.in_channels
-            if channels == 1 and y.shape[1] == 3:
-                ycc = rgb_to_ycbcr(y, self.model.config.colour)
-                ycc = torch.cat([self._run(ycc[:, :1]), ycc[:, 1:]], dim=1)
-                return ycbcr_to_rgb(ycc, self.model.config.colour)
-            if channels == 3 and y.shape[1] == 1:
-                return self._run(y.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
-            return self._run(y)
+            yield
         finally:
             torch.set_num_threads(previous)
+
+    def _restore(self, y: torch.Tensor) -> torch.Tensor:
+        """Colour handling around :meth:`_run` on a float32 batch on the device (not clamped)."""
+        channels = self.model.config.in_channels
+        if channels == 1 and y.shape[1] == 3:
+            ycc = rgb_to_ycbcr(y, self.model.config.colour)
+            ycc = torch.cat([self._run(ycc[:, :1]), ycc[:, 1:]], dim=1)
+            return ycbcr_to_rgb(ycc, self.model.config.colour)
+        if channels == 3 and y.shape[1] == 1:
+            return self._run(y.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+        return self._run(y)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """Pad (top and left: to align a shifted JPEG grid; bottom and right: to the model's
