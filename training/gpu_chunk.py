@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import subprocess
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ def launch(spec: str, minutes: float, steps: int, extra: list[str], log: Path) -
     """Start ``dcsc-preproc train`` for one ``NAME:CONFIG:BATCH:LR`` spec."""
     name, config, batch, lr = spec.split(":")
     cmd = [sys.executable, "-m", "dcsc_preproc", "train", "--config", config,
-           "--out", str(RUNS / name), "--batch", batch, "--lr", lr, "--steps", str(steps),
+           "--out", os.path.relpath(RUNS / name), "--batch", batch, "--lr", lr, "--steps", str(steps),
            "--max-minutes", f"{minutes:.2f}", "--val-every", "1000", "--checkpoint-every", "500",
            *extra]
     return subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT)
