@@ -282,10 +282,11 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
                        deblockers: Sequence[str | Path] = (), limit: int | None = None,
                        cache: Path = CACHE, imgsz: int = 640, device: str | None = None,
                        bootstrap: int = 1000, seed: int = 0, conditions: Sequence[str] = (),
-                       gate: int | str | None = None) -> list[dict]:
+                       gate: int | str | None = None, skip: int = 0) -> list[dict]:
     """Evaluate original and JPEG at each quality (and each robustness condition), each alone
     and + each de-blocker; one record each, with paired bootstrap intervals (``bootstrap``
-    resamples; 0: none).
+    resamples; 0: none). The images are ``limit`` by id after the first ``skip`` (a held-out
+    slice: ``skip=200`` checks on other images what the first 200 showed).
 
     ``deblockers`` are baseline names (``nlm``, ``bilateral``) or anything ``load_model``
     accepts (``@R`` included), named by :func:`model_name`; with ``gate`` (a
@@ -303,7 +304,7 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
     model = load_detector(detector)
     with redirect_stdout(io.StringIO()):
         gt = COCO(str(annotations))
-    image_ids = sorted(gt.getImgIds())[:limit]
+    image_ids = sorted(gt.getImgIds())[skip:][:limit]
     files = {i: Path(images) / gt.imgs[i]["file_name"] for i in image_ids}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if not image_ids:
@@ -419,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="nlm, bilateral, a shipped model name, .safetensors or authors' "
                              ".npz, optionally with @R for R LISTA iterations")
     parser.add_argument("--limit", type=int, default=None, help="first N images by id")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N images by id (then --limit of the rest)")
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--plot", type=Path, help="write the mAP-quality plot (PNG) here")
     parser.add_argument("--cache", type=Path, default=CACHE, help="JPEG and de-blocked image cache")
@@ -438,7 +441,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     records = evaluate_detection(args.images, args.annotations, args.detector, args.qualities,
                                  args.deblock, args.limit, args.cache, args.imgsz, args.device,
-                                 args.bootstrap, args.seed, args.conditions, args.gate)
+                                 args.bootstrap, args.seed, args.conditions, args.gate,
+                                 args.skip)
     print(markdown_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -157,3 +157,18 @@ def test_missing_detector_is_a_clear_error(coco_dev: Path, tmp_path: Path) -> No
     with pytest.raises(FileNotFoundError, match="detector weights not found"):
         detection.evaluate_detection(coco_dev / "images", coco_dev / "instances.json",
                                      tmp_path / "nope.pt", [10], [], 1, tmp_path)
+
+
+def test_skip_evaluates_a_later_slice(run: dict, coco_dev: Path, detector: Path) -> None:
+    """--skip 1 --limit 1 is the second image: its original mAP differs from the first's."""
+    cache = run["tmp"] / "cache"
+    first = detection.evaluate_detection(coco_dev / "images", coco_dev / "instances.json",
+                                         detector, [], [], 1, cache, device="cpu", bootstrap=0)
+    second = detection.evaluate_detection(coco_dev / "images", coco_dev / "instances.json",
+                                          detector, [], [], 1, cache, device="cpu", bootstrap=0,
+                                          skip=1)
+    both = detection.evaluate_detection(coco_dev / "images", coco_dev / "instances.json",
+                                        detector, [], [], 2, cache, device="cpu", bootstrap=0)
+    assert first[0]["images"] == second[0]["images"] == 1
+    assert first[0]["map"] != second[0]["map"]
+    assert both[0]["map"] not in (first[0]["map"], second[0]["map"])
