@@ -3,6 +3,9 @@
 Each image is JPEG-compressed at every training quality when the sampler is built, so a
 patch costs a crop and not an encode. Crops start on multiples of 16, so the 8x8 luma and
 16x16 chroma JPEG grids stay aligned with the patch (and survive flips and rotations).
+With ``downscale`` > 1 a crop of up to that many times the patch is cut from the JPEG and
+from the clean image and both are resized to the patch as Ultralytics letterboxes (bilinear):
+the pairs of a de-blocker that runs at the detector's input size (``at="detector"``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -52,15 +56,20 @@ class PatchSampler:
     """Random (JPEG, clean) patch pairs as float tensors ``(B, C, P, P)`` in [0, 1].
 
     ``channels`` is ``"y"`` (gray JPEG of the Y channel, as the paper) or ``"rgb"`` (colour
-    JPEG, 4:2:0). Randomness comes only from the ``numpy.random.Generator`` passed to
-    :meth:`sample` (training derives one per rank and step, so a run resumes exactly).
+    JPEG, 4:2:0). ``downscale`` (>= 1) is the largest factor a pair is shrunk by after JPEG;
+    each pair draws its factor uniformly from 1 to that (capped by the image's size).
+    Randomness comes only from the ``numpy.random.Generator`` passed to :meth:`sample`
+    (training derives one per rank and step, so a run resumes exactly).
     """
 
     def __init__(self, files: list[Path], qualities: tuple[int, ...] = (10, 20, 30),
-                 channels: str = "y", colour: str = "matlab") -> None:
+                 channels: str = "y", colour: str = "matlab", downscale: float = 1.0) -> None:
         if channels not in ("y", "rgb"):
             raise ValueError(f"channels must be 'y' or 'rgb', got {channels!r}")
+        if not downscale >= 1:
+            raise ValueError(f"downscale must be at least 1, got {downscale}")
         self.qualities = tuple(qualities)
+        self.downscale = float(downscale)
         self.clean: list[np.ndarray] = []
         self.jpeg: list[list[np.ndarray]] = []
         for path in files:
@@ -81,10 +90,16 @@ class PatchSampler:
             q = rng.integers(len(self.qualities))
             clean, jpeg = self.clean[i], self.jpeg[i][q]
             h, w = clean.shape[:2]
-            top = rng.integers((h - patch) // ALIGN + 1) * ALIGN
-            left = rng.integers((w - patch) // ALIGN + 1) * ALIGN
-            a = jpeg[top:top + patch, left:left + patch]
-            b = clean[top:top + patch, left:left + patch]
+            crop = patch
+            if self.downscale > 1:  # drawn only then: runs without it keep their sequence
+                crop = int(patch * rng.uniform(1, min(self.downscale, min(h, w) / patch)))
+            top = rng.integers((h - crop) // ALIGN + 1) * ALIGN
+            left = rng.integers((w - crop) // ALIGN + 1) * ALIGN
+            a = jpeg[top:top + crop, left:left + crop]
+            b = clean[top:top + crop, left:left + crop]
+            if crop != patch:
+                a, b = (cv2.resize(x, (patch, patch), interpolation=cv2.INTER_LINEAR)
+                        for x in (a, b))
             if augment:
                 k, flip = rng.integers(4), rng.integers(2)
                 a, b = np.rot90(a, k), np.rot90(b, k)

@@ -52,6 +52,9 @@ class TrainConfig:
     model: DCSCConfig = field(default_factory=DCSCConfig)
     qualities: tuple[int, ...] = (10, 20, 30)
     patch: int = 80
+    #: largest factor a JPEG patch is shrunk by before the network sees it (1: never); for a
+    #: de-blocker that runs at the detector's input size
+    downscale: float = 1.0
     batch: int = 10
     steps: int = 100_000
     lr: float = 1e-4
@@ -221,7 +224,7 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
     folders = {folder: list_images(root / folder) for folder in cfg.data_dirs}
     files = [f for found in folders.values() for f in found][:cfg.train_images]
     channels = "y" if cfg.model.in_channels == 1 else "rgb"
-    sampler = PatchSampler(files, cfg.qualities, channels, cfg.model.colour)
+    sampler = PatchSampler(files, cfg.qualities, channels, cfg.model.colour, cfg.downscale)
     validator = Validator(root, cfg.val_images, cfg.val_qualities, cfg.model.in_channels,
                           cfg.model.colour) if ranks.main else None
     iterations = cfg.train_iterations
@@ -338,6 +341,9 @@ def _data_text(settings: dict, channels: int) -> str:
             "JPEG grid, flips and rotations; JPEG by Pillow at a quality drawn per patch from "
             f"{settings['qualities']} " + ("(grayscale JPEG of the MATLAB Y channel)."
                                             if channels == 1 else "(colour JPEG, 4:2:0)."))
+    if settings.get("downscale", 1) > 1:
+        text += (f" After JPEG each pair was shrunk (bilinear) by a factor drawn from 1 to "
+                 f"{settings['downscale']} per patch, the crop cut that much larger.")
     if settings.get("init"):
         text += f" Started from `{settings['init']}`."
     if settings.get("detector_loss"):

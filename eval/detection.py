@@ -31,6 +31,11 @@ Resized and cropped conditions are compared with the original resized or cropped
 coordinates. ``--gate auto`` (or a quality) adds, for each de-blocker, ``NAME+gate``: the
 de-blocker behind a :class:`~dcsc_preproc.QualityGate` that judges each image by its pixels
 (the blind estimate; a file's tables would decide exactly), passing the rest unchanged.
+``--deblock-at detector`` (or ``source detector`` for both, on the same images) runs each
+de-blocker as ``add_deblocking(..., at="detector")`` does, as ``NAME+resize``: the image is
+first shrunk to what the detector sees at ``--imgsz`` (bilinear, as ``LetterBox``), de-blocked
+there and its boxes mapped back; COCO images are at most 640 pixels, so this matters at
+``--imgsz 320``.
 
     python -m eval.detection --limit 100 --qualities 10 20 --deblock nlm dcsc-fast \\
         --json results/detection.json --plot results/detection.png
@@ -68,7 +73,7 @@ from dcsc_preproc import (QualityGate, encode_jpeg, get_deblocker, model_name,  
 from dcsc_preproc.baselines import BASELINES  # noqa: E402
 from dcsc_preproc.zoo import resolve_source  # noqa: E402
 from eval.coco_bootstrap import PerImageAP, interval, resample_weights  # noqa: E402
-from pipelines.yolo import load_detector  # noqa: E402
+from pipelines.yolo import PLACES, load_detector, shrink_for_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 IMAGES = SHARED / "data" / "coco_dev" / "images"
@@ -235,15 +240,27 @@ def condition_image(original: Path, quality: int | str | None, condition: str | 
     return deblocked_image(original, quality, condition, image_id, *deblock, cache)
 
 
-def detect(model: YOLO, image: np.ndarray, image_id: int, imgsz: int,
-           device: str | None, condition: str | None = None) -> list[dict]:
-    """COCO-format detections of one uint8 RGB image, in the original image's coordinates
-    (undoing a condition's resize or crop)."""
+def condition_shape(height: int, width: int, condition: str | None,
+                    image_id: int) -> tuple[int, int]:
+    """``(H, W)`` of a condition's image made from an ``height`` x ``width`` original."""
     scale, top, left = geometry(condition, image_id)
+    return round(height * scale) - top, round(width * scale) - left
+
+
+def detect(model: YOLO, image: np.ndarray, image_id: int, imgsz: int,
+           device: str | None, condition: str | None = None,
+           shape: tuple[int, int] | None = None) -> list[dict]:
+    """COCO-format detections of one uint8 RGB image, in the original image's coordinates
+    (undoing a condition's resize or crop, and the shrink of an image detected at a smaller
+    size than the condition's ``shape``)."""
+    scale, top, left = geometry(condition, image_id)
+    sy, sx = (1.0, 1.0) if shape is None else (shape[0] / image.shape[0],
+                                               shape[1] / image.shape[1])
     bgr = np.ascontiguousarray(image[..., ::-1])
     boxes = model.predict(bgr, imgsz=imgsz, device=device, **PREDICT_ARGS)[0].boxes
     return [{"image_id": image_id, "category_id": COCO91[int(c)],
-             "bbox": [x1 / scale + left, y1 / scale + top, (x2 - x1) / scale, (y2 - y1) / scale],
+             "bbox": [x1 * sx / scale + left, y1 * sy / scale + top,
+                      (x2 - x1) * sx / scale, (y2 - y1) * sy / scale],
              "score": s}
             for (x1, y1, x2, y2), s, c in zip(boxes.xyxy.tolist(), boxes.conf.tolist(),
                                               boxes.cls.tolist())]
@@ -282,7 +299,8 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
                        deblockers: Sequence[str | Path] = (), limit: int | None = None,
                        cache: Path = CACHE, imgsz: int = 640, device: str | None = None,
                        bootstrap: int = 1000, seed: int = 0, conditions: Sequence[str] = (),
-                       gate: int | str | None = None, skip: int = 0) -> list[dict]:
+                       gate: int | str | None = None, skip: int = 0,
+                       deblock_at: Sequence[str] = ("source",)) -> list[dict]:
     """Evaluate original and JPEG at each quality (and each robustness condition), each alone
     and + each de-blocker; one record each, with paired bootstrap intervals (``bootstrap``
     resamples; 0: none). The images are ``limit`` by id after the first ``skip`` (a held-out
@@ -291,7 +309,9 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
     ``deblockers`` are baseline names (``nlm``, ``bilateral``) or anything ``load_model``
     accepts (``@R`` included), named by :func:`model_name`; with ``gate`` (a
     :class:`~dcsc_preproc.QualityGate` threshold) each also runs as ``NAME+gate``.
-    ``conditions`` are names of :data:`CONDITIONS`. Records hold ``quality`` (``None``:
+    ``conditions`` are names of :data:`CONDITIONS`. ``deblock_at`` holds ``"source"`` and/or
+    ``"detector"`` (as ``NAME+resize``: shrunk to the detector's input at ``imgsz``, then
+    de-blocked, as ``add_deblocking(..., at="detector")``). Records hold ``quality`` (``None``:
     original; ``"10-95"`` for ``mixed``), ``condition`` (``None``: Pillow 4:2:0),
     ``deblocker`` (name, ``None``: none), ``detector`` (file name), ``map``, ``map50``,
     ``map_small``, ``map_medium``, ``map_large``, ``images``, mean seconds per image
@@ -311,7 +331,17 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
         raise ValueError(f"no images listed in {annotations}")
     if missing:
         raise FileNotFoundError(f"{len(missing)} images of {annotations} are missing, e.g. {missing[0]}")
-    deblock = {model_name(d): (cache_key(d), get_deblocker(d, device)) for d in deblockers}
+    unknown = [p for p in deblock_at if p not in PLACES]
+    if unknown or not deblock_at:
+        raise ValueError(f"deblock_at must hold some of {PLACES}, got {list(deblock_at)}")
+    deblock = {}
+    for source in deblockers:
+        key, function = cache_key(source), get_deblocker(source, device)
+        if "source" in deblock_at:
+            deblock[model_name(source)] = key, function
+        if "detector" in deblock_at:
+            deblock[f"{model_name(source)}+resize"] = (
+                f"{key}-resize{imgsz}", lambda x, f=function: f(shrink_for_detector(x, imgsz)))
     variants = [(name, False) for name in deblock]
     variants += [] if gate is None else [(name, True) for name in deblock]
     detect(model, read_rgb(files[image_ids[0]]), image_ids[0], imgsz, device)  # warm-up, untimed
@@ -337,7 +367,9 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
             if seconds is not None:
                 deblock_times.append(seconds)
             start = time.perf_counter()
-            detections += detect(model, image, image_id, imgsz, device, condition)
+            shape = condition_shape(gt.imgs[image_id]["height"], gt.imgs[image_id]["width"],
+                                    condition, image_id)
+            detections += detect(model, image, image_id, imgsz, device, condition, shape)
             detect_times.append(time.perf_counter() - start)
         start = time.perf_counter()
         results.append(PerImageAP(gt, detections, image_ids))
@@ -435,6 +467,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gate", default=None,
                         help="also run each de-blocker behind a QualityGate with this threshold "
                              "('auto' or a quality), judged from pixels")
+    parser.add_argument("--deblock-at", nargs="+", choices=PLACES, default=["source"],
+                        help="de-block the image as given (source) and/or shrunk to the "
+                             "detector's input at --imgsz first (detector: NAME+resize)")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
@@ -442,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     records = evaluate_detection(args.images, args.annotations, args.detector, args.qualities,
                                  args.deblock, args.limit, args.cache, args.imgsz, args.device,
                                  args.bootstrap, args.seed, args.conditions, args.gate,
-                                 args.skip)
+                                 args.skip, args.deblock_at)
     print(markdown_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

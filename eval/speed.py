@@ -24,8 +24,11 @@ it (colour order, padding, tiling, rounding): torch paths by precision and layou
 (``compile_*`` puts the torch model through ``torch.compile``; the warm-up calls must cover
 the compilation), ``openvino``/``openvino_fp32``/``onnxruntime``/``auto`` by Engine backend,
 ``openvino_int8`` through an INT8 export folder made in the run (NNCF calibration on the
-training images under ``--data``: a minute or two per profile). Records name the ``backend``
-that ran and the ``detector``. A profile is a shipped name or a weights file, optionally with
+training images under ``--data``: a minute or two per profile). ``--at detector`` also times
+each path as ``add_deblocking(..., at="detector")`` runs it: the frame shrunk to what the
+detector sees at imgsz 640 (bilinear, as ``LetterBox``; the shrink is part of the time) and
+de-blocked there, so its cost stops growing with the source. Records name the ``backend``
+that ran, the ``detector`` and where the frame was de-blocked (``at``). A profile is a shipped name or a weights file, optionally with
 ``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can change at inference),
 named by :func:`~dcsc_preproc.zoo.model_name` as in the other benchmarks. A shipped name whose
 weights are not installed is timed as a random-init model of its configuration (timing does
@@ -77,7 +80,7 @@ from dcsc_preproc import (DCSC, DEFAULT_MODEL, MODELS, DCSCConfig, Engine,  # no
 from dcsc_preproc.backends import is_installed  # noqa: E402
 from dcsc_preproc.engine import DEFAULT_TILE, machine, resolve_precision  # noqa: E402
 from dcsc_preproc.zoo import split_iterations  # noqa: E402
-from pipelines.yolo import load_detector  # noqa: E402
+from pipelines.yolo import PLACES, letterbox_size, load_detector, shrink_for_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 #: ``--detector`` default per device: on the CPU the INT8 OpenVINO export users deploy there.
@@ -104,6 +107,8 @@ _RUNTIMES = {"openvino": "openvino", "openvino_fp32": "openvino", "openvino_int8
              "onnxruntime": "onnxruntime"}
 #: ``--paths`` default per device type: the Engine's default and, on the CPU, OpenVINO.
 DEFAULT_PATHS = {"cpu": ["torch", "openvino"], "cuda": ["torch", "fp32", "fp16_channels_last"]}
+#: The detector's input size (Ultralytics' default, and what every detector row uses).
+IMGSZ = 640
 
 
 def flops_per_pixel(config: DCSCConfig) -> float:
@@ -151,9 +156,17 @@ class BackendTimer:
         return out
 
 
-def time_engine(engine: Engine, frame: np.ndarray, detect: Callable[[], object],
+def deblock_call(engine: Engine, frame: np.ndarray, at: str) -> Callable[[], np.ndarray]:
+    """One de-blocking of ``frame`` as the YOLO pipeline does it ``at`` the source size or
+    the detector's (:func:`~pipelines.yolo.shrink_for_detector` first)."""
+    if at == "source":
+        return lambda: engine.restore_array(frame, bgr=True)
+    return lambda: engine.restore_array(shrink_for_detector(frame, IMGSZ), bgr=True)
+
+
+def time_engine(engine: Engine, deblock: Callable[[], object], detect: Callable[[], object],
                 repeats: int, warmup: int) -> tuple[float, float, float, float | None]:
-    """Median ms of ``engine.restore_array(frame, bgr=True)`` (as the YOLO pipeline calls it),
+    """Median ms of ``deblock`` (a :func:`deblock_call` of ``engine``),
     median ms of ``detect`` (the detector on the same frame) timed in alternation with it, the
     median of the per-repeat ratios de-blocker / detector, and the median share of each
     de-blocking call spent in the backend (``None`` on CUDA).
@@ -163,14 +176,14 @@ def time_engine(engine: Engine, frame: np.ndarray, detect: Callable[[], object],
     """
     timer = BackendTimer(engine) if engine.device.type == "cpu" else None
     for _ in range(warmup):
-        engine.restore_array(frame, bgr=True)
+        deblock()
     times, detector, shares = [], [], []
     for _ in range(repeats):
         detector.append(median_ms(detect, 1, 0) / 1000)
         start = time.perf_counter()
         if timer:
             timer.seconds = 0.0
-        engine.restore_array(frame, bgr=True)
+        deblock()
         if engine.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -233,17 +246,19 @@ def path_engine(path: str, model: DCSC, device: torch.device, tile: int,
 
 def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tuple[int, int]],
               repeats: int, warmup: int, detector: Path, device: torch.device,
-              tiles: Sequence[int] = (DEFAULT_TILE,)) -> tuple[list[dict], dict]:
+              tiles: Sequence[int] = (DEFAULT_TILE,), at: Sequence[str] = ("source",)
+              ) -> tuple[list[dict], dict]:
     """Time everything; returns the records and facts about the run (for the table header).
 
-    ``tiles``: the Engine's tile sizes to time (0: no tiling). Paths whose runtime is not
-    installed are left out and listed in the facts.
+    ``tiles``: the Engine's tile sizes to time (0: no tiling); ``at``: where to de-block
+    (:data:`~pipelines.yolo.PLACES`). Paths whose runtime is not installed are left out and
+    listed in the facts.
     """
     frames = {size: bench_frame(*size) for size in sizes}
     threads = torch.get_num_threads()
     with redirect_stdout(sys.stderr):  # Ultralytics prints what it loads: keep the table clean
         yolo = load_detector(detector)
-        yolo.predict(frames[sizes[0]], imgsz=640, device=str(device), verbose=False)
+        yolo.predict(frames[sizes[0]], imgsz=IMGSZ, device=str(device), verbose=False)
     torch.set_num_threads(threads)  # building the predictor set it to cpu_count - 1
     largest = max(sizes, key=lambda s: s[0] * s[1])
     peak = peak_gflops(device, *largest, repeats, warmup)
@@ -257,21 +272,24 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
             for path, tile in itertools.product([p for p in paths if p not in missing], tiles):
                 with redirect_stdout(sys.stderr):  # NNCF's progress, Ultralytics' lines
                     engine = path_engine(path, model, device, tile, Path(tmp))
-                for (w, h), frame in frames.items():
+                for ((w, h), frame), place in itertools.product(frames.items(), at):
                     def detect():
-                        return yolo.predict(frame, imgsz=640, device=str(device),
+                        return yolo.predict(frame, imgsz=IMGSZ, device=str(device),
                                             verbose=False)
-                    ms, detector_ms, ratio, share = time_engine(engine, frame, detect, repeats,
-                                                                warmup)
-                    gflops = flops_per_pixel(model.config) * w * h / ms / 1e6
+                    ms, detector_ms, ratio, share = time_engine(
+                        engine, deblock_call(engine, frame, place), detect, repeats, warmup)
+                    dw, dh = (w, h) if place == "source" else letterbox_size((h, w), IMGSZ)
+                    gflops = flops_per_pixel(model.config) * dw * dh / ms / 1e6
                     records.append({
                         "profile": name, "iterations": model.config.iterations, "path": path,
-                        "backend": engine.backend_name, "tile": tile, "device": device.type,
+                        "backend": engine.backend_name, "tile": tile, "at": place,
+                        "device": device.type,
                         "width": w, "height": h, "ms": ms, "mp_per_s": w * h / ms / 1e3,
                         "detector": detector.name, "detector_ms": detector_ms,
                         "ratio": ratio,
                         "model_share": share, "peak_fraction": gflops / peak})
-                    print(f"{name} {path} tile {_tile_text(tile)} {w}x{h}: {ms:.1f} ms",
+                    print(f"{name} {path} tile {_tile_text(tile)} at {place} {w}x{h}: "
+                          f"{ms:.1f} ms",
                           file=sys.stderr)
     auto = resolve_precision("auto", device)
     facts = {"peak_gflops": peak, "peak_size": largest, "random_init": random_init,
@@ -287,20 +305,20 @@ def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
         f"{torch.__version__}; device {device}.",
         f"Practical peak (dense 64->64 3x3 conv, fp32, {w}x{h}): {facts['peak_gflops']:.1f} "
         f"GFLOP/s. Engine default (precision='auto') here: {facts['auto']}.",
-        f"Detector: {facts['detector']} (Ultralytics predict, imgsz 640).",
+        f"Detector: {facts['detector']} (Ultralytics predict, imgsz {IMGSZ}).",
     ]
     if facts["missing"]:
         lines.append(f"Not timed (runtime not installed): {', '.join(facts['missing'])}.")
     if facts["random_init"]:
         lines.append(f"Random-init stand-ins (weights not installed): "
                      f"{', '.join(facts['random_init'])}.")
-    lines += ["", "| profile | R | path | backend | tile | device | size | ms/frame | MP/s "
+    lines += ["", "| profile | R | path | backend | tile | at | device | size | ms/frame | MP/s "
                   "| model share | % peak | detector ms | de-blocker/detector |",
-              "|" + "---|" * 13]
+              "|" + "---|" * 14]
     for r in records:
         lines.append(
             f"| {r['profile']} | {r['iterations']} | {r['path']} | {r['backend']} | "
-            f"{_tile_text(r['tile'])} | {r['device']} | "
+            f"{_tile_text(r['tile'])} | {r.get('at', 'source')} | {r['device']} | "
             f"{r['width']}x{r['height']} | {r['ms']:.1f} | {r['mp_per_s']:.2f} | "
             f"{_percent(r['model_share'])} | "
             f"{100 * r['peak_fraction']:.0f}% | {r['detector_ms']:.1f} | "
@@ -322,11 +340,17 @@ def plot(records: list[dict], path: str | Path) -> None:
     detector (median of its times beside each row), on log-log axes."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
-    for key in dict.fromkeys((r["profile"], r["path"]) for r in records):
-        line = sorted((r for r in records if (r["profile"], r["path"]) == key),
+
+    def key(r: dict) -> tuple[str, str, str]:
+        return r["profile"], r["path"], r.get("at", "source")
+
+    for line_key in dict.fromkeys(key(r) for r in records):
+        line = sorted((r for r in records if key(r) == line_key),
                       key=lambda r: r["width"] * r["height"])
+        profile, route, place = line_key
         ax.plot([r["width"] * r["height"] / 1e6 for r in line], [r["ms"] for r in line],
-                marker="o", label=f"{key[0]} {key[1]}")
+                marker="o", linestyle="-" if place == "source" else ":",
+                label=f"{profile} {route}" + ("" if place == "source" else " at detector size"))
     by_size: dict[tuple[int, int], list[float]] = {}
     for r in records:  # the detector is timed beside every row: its median per size
         by_size.setdefault((r["width"], r["height"]), []).append(r["detector_ms"])
@@ -371,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tiles", nargs="+", type=int, default=[DEFAULT_TILE],
                         help="Engine tile sizes to time (0: whole frames)")
+    parser.add_argument("--at", nargs="+", choices=PLACES, default=["source"],
+                        help="de-block the frame as given (source) and/or shrunk to the "
+                             f"detector's input at imgsz {IMGSZ} first (detector)")
     parser.add_argument("--detector", type=Path,
                         help="Ultralytics .pt file or export folder (default per device: "
                              f"{ {k: v.name for k, v in DETECTORS.items()} })")
@@ -385,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     records, facts = benchmark(args.profiles, args.paths or DEFAULT_PATHS[device.type],
                                args.sizes, args.repeats, args.warmup,
-                               args.detector or DETECTORS[device.type], device, args.tiles)
+                               args.detector or DETECTORS[device.type], device, args.tiles,
+                               args.at)
     print(markdown(records, facts, device))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

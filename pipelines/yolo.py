@@ -7,6 +7,14 @@ the callback swaps in de-blocked copies. Everything downstream (preprocessing, i
 ``Results.orig_img``, saved and plotted images) sees the de-blocked image, for every source
 Ultralytics reads: files, folders, videos, streams, numpy arrays, PIL images, tensors.
 
+``at="detector"`` keeps the de-blocking cost flat as the source grows: each image larger than
+the detector's input is first shrunk as Ultralytics' ``LetterBox`` would (bilinear, to
+:func:`letterbox_size`), so the de-blocker pays for what the detector sees and not for every
+source pixel; an ``on_predict_postprocess_end`` callback then maps the boxes back to the
+source image, which ``Results.orig_img`` holds (the small de-blocked image is not kept).
+Detection models only; tensor sources (which Ultralytics does not letterbox) are de-blocked
+at their size. Use a de-blocker trained on JPEG-then-downscale pairs (``dcsc-det-resize``).
+
 Ultralytics is kept offline: ``YOLO_OFFLINE=1`` and ``YOLO_AUTOINSTALL=0`` unless already set,
 and detector weights must be an existing path (a bare name would be downloaded).
 """
@@ -14,11 +22,13 @@ and detector weights must be an existing path (a bare name would be downloaded).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 import torch  # noqa: E402
@@ -30,13 +40,57 @@ from ultralytics.engine.results import Results  # noqa: E402
 from dcsc_preproc import DCSC, DEFAULT_MODEL, Engine, QualityGate, load_detector  # noqa: E402,F401
 from dcsc_preproc.engine import DEFAULT_TILE  # noqa: E402
 
+#: Where :func:`add_deblocking` de-blocks: the image as given, or shrunk to the detector's input.
+PLACES = ("source", "detector")
+
+
+def letterbox_size(shape: tuple[int, ...], imgsz: int | Sequence[int]) -> tuple[int, int]:
+    """``(width, height)`` Ultralytics' ``LetterBox`` resizes an ``(H, W, ...)`` image to for
+    ``imgsz`` (an int or ``(h, w)``), never larger than the image (the resize path only shrinks).
+
+    Example:
+        >>> letterbox_size((1080, 1920, 3), 640), letterbox_size((480, 640), 320)
+        ((640, 360), (320, 240))
+        >>> letterbox_size((300, 200), 640)
+        (200, 300)
+    """
+    new_h, new_w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz[-2:]
+    r = min(new_h / shape[0], new_w / shape[1], 1.0)
+    return max(round(shape[1] * r), 1), max(round(shape[0] * r), 1)
+
+
+def shrink_for_detector(image: np.ndarray, imgsz: int | Sequence[int]) -> np.ndarray:
+    """``image`` resized as ``LetterBox`` does (bilinear) to :func:`letterbox_size`; the same
+    array when that is its own size."""
+    size = letterbox_size(image.shape, imgsz)
+    if size == (image.shape[1], image.shape[0]):
+        return image
+    small = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return small[..., None] if image.ndim == 3 and small.ndim == 2 else small
+
+
+def to_source_boxes(result: Results, source: np.ndarray) -> None:
+    """Make ``result`` (detected on a shrunk copy of ``source``) hold ``source`` as its
+    ``orig_img`` and its boxes in ``source``'s pixel coordinates, in place."""
+    h, w = result.orig_shape
+    if (h, w) == source.shape[:2]:
+        return
+    scale = torch.tensor([source.shape[1] / w, source.shape[0] / h] * 2)
+    result.orig_img, result.orig_shape = source, source.shape[:2]
+    if result.boxes is not None:
+        data = result.boxes.data.clone()
+        data[:, :4] *= scale.to(data.device, data.dtype)
+        result.update(boxes=data)
+
 
 def deblock_images(engine: Engine, images: list[np.ndarray] | torch.Tensor,
-                   gate: QualityGate | None = None, paths: list[str] | None = None
-                   ) -> list[np.ndarray] | torch.Tensor:
+                   gate: QualityGate | None = None, paths: list[str] | None = None,
+                   imgsz: int | Sequence[int] | None = None) -> list[np.ndarray] | torch.Tensor:
     """De-block a predictor batch: BGR uint8 ``(H, W, 3)`` or ``(H, W, 1)`` arrays, or an RGB
     float tensor ``(N, C, H, W)``. Images ``gate`` passes are returned as they are (the same
-    arrays); ``paths`` (the predictor's) let it read a JPEG file's tables."""
+    arrays); ``paths`` (the predictor's) let it read a JPEG file's tables. With ``imgsz`` each
+    array the gate does not pass is shrunk by :func:`shrink_for_detector` and then de-blocked
+    (the gate judges the image as given)."""
     gate = gate or QualityGate(None)
     if isinstance(images, torch.Tensor):
         chosen = [i for i in range(len(images)) if gate.restore(images[i])]
@@ -56,7 +110,10 @@ def deblock_images(engine: Engine, images: list[np.ndarray] | torch.Tensor,
         file = _source_file(paths[i] if paths else None, image)
         if not gate.restore(image[..., 0] if image.shape[2] == 1 else image, "bgr", file):
             out.append(image)
-        elif image.shape[2] == 1:
+            continue
+        if imgsz is not None:
+            image = shrink_for_detector(image, imgsz)
+        if image.shape[2] == 1:
             out.append(engine.restore_array(image[..., 0])[..., None])
         else:
             out.append(engine.restore_array(image, bgr=True))
@@ -78,24 +135,41 @@ def _source_file(path: str | None, image: np.ndarray) -> Path | None:
 def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
                    device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                    iterations: int | None = None,
-                   gate: QualityGate | int | str | None = "auto") -> YOLO:
+                   gate: QualityGate | int | str | None = "auto", at: str = "source") -> YOLO:
     """Make ``model`` de-block every image before detection; returns the same model.
 
     ``deblock`` is anything ``load_model`` accepts (``None``: ``DEFAULT_MODEL``); ``device``,
     ``tile`` and ``iterations`` go to the :class:`Engine`. ``gate`` (a ``QualityGate`` or what
     it takes: ``"auto"``, a quality, ``None`` for always on) leaves images estimated above its
     threshold (JPEG files by their tables, other sources by their pixels), smaller than 8x8
-    or 16-bit as they are; ``model.deblock_gate`` is that gate, with its counters.
+    or 16-bit as they are; ``model.deblock_gate`` is that gate, with its counters. ``at`` is
+    ``"source"`` (de-block the image as given) or ``"detector"`` (shrink it to the detector's
+    input first: the cost stays flat as sources grow; boxes come back in source coordinates).
     """
+    if at not in PLACES:
+        raise ValueError(f"at must be one of {PLACES}, got {at!r}")
+    if at == "detector" and model.task != "detect":
+        raise ValueError(f"at='detector' maps boxes back to the source image, so it needs a "
+                         f"detection model; this one's task is {model.task!r}")
     engine = Engine(DEFAULT_MODEL if deblock is None else deblock, device=device, tile=tile,
                     iterations=iterations)
     model.deblock_gate = QualityGate.of(gate)
+    sources: list = []  # the batch as given, for at="detector"
 
     def deblock_batch(predictor: BasePredictor) -> None:
         paths, images, info = predictor.batch
-        predictor.batch = (paths, deblock_images(engine, images, model.deblock_gate, paths), info)
+        imgsz = predictor.imgsz if at == "detector" else None
+        sources[:] = images if isinstance(images, list) else []  # tensors: not shrunk
+        predictor.batch = (paths, deblock_images(engine, images, model.deblock_gate, paths,
+                                                 imgsz), info)
+
+    def boxes_to_source(predictor: BasePredictor) -> None:
+        for result, source in zip(predictor.results, sources):
+            to_source_boxes(result, source)
 
     model.add_callback("on_predict_batch_start", deblock_batch)
+    if at == "detector":
+        model.add_callback("on_predict_postprocess_end", boxes_to_source)
     return model
 
 
@@ -105,7 +179,7 @@ class DeblockedYOLO:
     ``predict`` takes what ``YOLO.predict`` takes and returns its ``Results`` (a generator with
     ``stream=True``); ``.model`` is the underlying ``YOLO``. ``device`` is used for both the
     de-blocker and the detector unless ``predict`` gets its own ``device``. ``gate`` is as in
-    :func:`add_deblocking`; ``.gate`` holds its counters.
+    :func:`add_deblocking`; ``.gate`` holds its counters; ``at`` as there.
 
     Example::
 
@@ -116,10 +190,10 @@ class DeblockedYOLO:
     def __init__(self, detector: str | Path, deblock: str | Path | DCSC | None = None,
                  device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                  iterations: int | None = None,
-                 gate: QualityGate | int | str | None = "auto") -> None:
+                 gate: QualityGate | int | str | None = "auto", at: str = "source") -> None:
         self.device = device
         self.model = add_deblocking(load_detector(detector), deblock, device, tile, iterations,
-                                    gate)
+                                    gate, at)
         self.gate = self.model.deblock_gate
 
     def predict(self, source, **kwargs) -> list[Results]:

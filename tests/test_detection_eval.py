@@ -172,3 +172,44 @@ def test_skip_evaluates_a_later_slice(run: dict, coco_dev: Path, detector: Path)
     assert first[0]["images"] == second[0]["images"] == 1
     assert first[0]["map"] != second[0]["map"]
     assert both[0]["map"] not in (first[0]["map"], second[0]["map"])
+
+
+def test_deblock_at_detector_matches_the_pipeline(coco_dev: Path, detector: Path,
+                                                  tmp_path: Path) -> None:
+    """NAME+resize is what add_deblocking(..., at="detector") detects, in source coordinates:
+    the same mAP from the pipeline's own boxes; NAME alone is unchanged beside it."""
+    from eval.coco_bootstrap import PerImageAP
+    from pipelines.yolo import add_deblocking
+
+    torch.manual_seed(0)
+    weights = save_model(DCSC(in_channels=3, dilated_features=8, features=16, iterations=2),
+                         tmp_path / "tiny.safetensors")
+    args = (coco_dev / "images", coco_dev / "instances.json", detector, [10], [weights], 2,
+            tmp_path / "cache")
+    both = detection.evaluate_detection(*args, imgsz=320, device="cpu", bootstrap=0,
+                                        deblock_at=("source", "detector"))
+    alone = detection.evaluate_detection(*args, imgsz=320, device="cpu", bootstrap=0)
+    by_name = {(r["quality"], r["deblocker"]): r for r in both}
+    assert set(by_name) == {(q, d) for q in (None, 10) for d in (None, "tiny", "tiny+resize")}
+    assert by_name[10, "tiny"]["map"] == {(r["quality"], r["deblocker"]): r
+                                         for r in alone}[10, "tiny"]["map"]
+
+    with redirect_stdout(io.StringIO()):
+        gt = COCO(str(coco_dev / "instances.json"))
+    ids = sorted(gt.getImgIds())[:2]
+    model = add_deblocking(YOLO(str(detector)), weights, gate=None, at="detector")
+    found = []
+    for i in ids:
+        rgb = detection.jpeg_image(coco_dev / "images" / gt.imgs[i]["file_name"], 10,
+                                   tmp_path / "cache")
+        [result] = model.predict(np.ascontiguousarray(rgb[..., ::-1]), imgsz=320, device="cpu",
+                                 **detection.PREDICT_ARGS)
+        assert result.orig_shape == rgb.shape[:2]
+        found += [{"image_id": i, "category_id": coco80_to_coco91_class()[int(c)],
+                   "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+                  for (x1, y1, x2, y2), s, c in zip(result.boxes.xyxy.tolist(),
+                                                    result.boxes.conf.tolist(),
+                                                    result.boxes.cls.tolist())]
+    pipeline = PerImageAP(gt, found, ids).stats[0]
+    assert by_name[10, "tiny+resize"]["map"] == pytest.approx(pipeline, abs=1e-6)
+    assert by_name[10, "tiny+resize"]["map"] != by_name[10, "tiny"]["map"]

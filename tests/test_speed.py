@@ -10,7 +10,7 @@ import torch
 from dcsc_preproc import DCSC, MODELS, DCSCConfig, available_models, save_model
 from eval.speed import flops_per_pixel, main
 
-KEYS = {"profile", "iterations", "path", "backend", "tile", "device", "width", "height", "ms",
+KEYS = {"profile", "iterations", "path", "backend", "tile", "at", "device", "width", "height", "ms",
         "mp_per_s", "detector", "detector_ms", "ratio", "model_share", "peak_fraction"}
 
 
@@ -72,3 +72,29 @@ def test_speed_openvino_detector_folder(tmp_path, shared, capsys):
           "--warmup", "0", "--detector", str(folder), "--json", str(out), "--device", "cpu"])
     [record] = json.loads(out.read_text())
     assert record["backend"] == "openvino" and record["detector"] == folder.name
+
+
+def test_speed_at_detector_size_shrinks_before_de_blocking(tmp_path, detector, monkeypatch):
+    """--at detector times the de-blocker on the frame shrunk to what the detector sees: a
+    model that counts its input's pixels sees 640x360 of a 1280x720 frame."""
+    from eval import speed
+
+    torch.manual_seed(0)
+    weights = save_model(DCSC(in_channels=3, unshuffle=4, dilated_features=8, features=16,
+                              iterations=1), tmp_path / "tiny.safetensors")
+    seen = []
+    real = speed.Engine.restore_array
+    monkeypatch.setattr(speed.Engine, "restore_array",
+                        lambda self, image, **kw: seen.append(image.shape) or real(self, image, **kw))
+    out = tmp_path / "speed.json"
+    main(["--profiles", str(weights), "--paths", "fp32", "--sizes", "1280x720", "--at", "source",
+          "detector", "--repeats", "1", "--warmup", "0", "--detector", str(detector),
+          "--json", str(out), "--device", "cpu"])
+    source, small = json.loads(out.read_text())
+    assert (source["at"], small["at"]) == ("source", "detector")
+    assert (small["width"], small["height"]) == (1280, 720)  # rows name the source frame
+    assert set(seen) == {(720, 1280, 3), (360, 640, 3)}
+    # MP/s counts source pixels, % peak the pixels de-blocked (a quarter of them here)
+    assert small["mp_per_s"] == pytest.approx(1280 * 720 / small["ms"] / 1e3)
+    assert small["peak_fraction"] / small["mp_per_s"] == pytest.approx(
+        source["peak_fraction"] / source["mp_per_s"] / 4)

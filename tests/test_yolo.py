@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from dcsc_preproc import DCSC, Engine, save_model
+from ultralytics.data.augment import LetterBox
+
+from dcsc_preproc import DCSC, Engine, encode_jpeg, save_model
 from pipelines import detect
-from pipelines.yolo import DeblockedYOLO, add_deblocking, load_detector
+from pipelines.yolo import (DeblockedYOLO, add_deblocking, letterbox_size, load_detector,
+                            shrink_for_detector)
 
 SIZE = (320, 240)  # small COCO images keep the detector and the model fast
 
@@ -102,3 +105,58 @@ def test_detect_cli_saves_into_a_fresh_folder(detector: Path, tiny_model: DCSC,
     assert cv2.imread(str(fresh / "a.jpg")).shape == bgr_images[0].shape
     printed = capsys.readouterr().out
     assert "a.jpg: " in printed and f"saved to {fresh}" in printed
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (1080, 1920), (2160, 3840), (333, 500), (640, 427)])
+@pytest.mark.parametrize("imgsz", [640, 320, (384, 640)])
+def test_letterbox_size_is_ultralytics_resize(shape: tuple[int, int], imgsz) -> None:
+    """The size the resize path shrinks to is the one LetterBox resizes to (when it shrinks)."""
+    params = LetterBox(imgsz).get_params({"img": np.zeros((*shape, 3), np.uint8)})
+    want = params["new_unpad"] if params["ratio"][0] < 1 else (shape[1], shape[0])
+    assert letterbox_size(shape, imgsz) == tuple(want)
+
+
+def test_shrink_keeps_small_images_and_gray_channels() -> None:
+    image = np.zeros((240, 320, 3), np.uint8)
+    assert shrink_for_detector(image, 640) is image
+    assert shrink_for_detector(np.zeros((480, 640, 1), np.uint8), 320).shape == (240, 320, 1)
+
+
+def test_resize_path_deblocks_the_detector_input_and_maps_boxes_back(
+        detector: Path, tiny_model: DCSC, bgr_images: list[np.ndarray]) -> None:
+    """at="detector": the detector sees the de-blocked shrunk image; boxes, orig_img and
+    orig_shape come back in the source image's frame."""
+    source = cv2.resize(bgr_images[0], (640, 480), interpolation=cv2.INTER_LINEAR)
+    before = source.copy()
+    [result] = add_deblocking(load_detector(detector), tiny_model, gate=None,
+                              at="detector").predict(source, imgsz=320, verbose=False)
+    small = Engine(tiny_model).restore_array(shrink_for_detector(source, 320), bgr=True)
+    [plain] = load_detector(detector).predict(small, imgsz=320, verbose=False)
+    assert small.shape == (240, 320, 3) and len(plain.boxes)
+    assert result.orig_img is source and result.orig_shape == (480, 640)
+    np.testing.assert_array_equal(source, before)
+    np.testing.assert_allclose(result.boxes.xyxy.numpy(), plain.boxes.xyxy.numpy() * 2,
+                               rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(result.boxes.cls.numpy(), plain.boxes.cls.numpy())
+
+
+def test_resize_path_leaves_images_the_gate_passes(detector: Path, tiny_model: DCSC,
+                                                   bgr_images: list[np.ndarray]) -> None:
+    """The gate judges the source image; a passed image is detected as it is, unshrunk."""
+    clean = cv2.imdecode(np.frombuffer(encode_jpeg(bgr_images[0][..., ::-1], 95), np.uint8),
+                         cv2.IMREAD_COLOR)
+    source = cv2.resize(clean, (640, 480), interpolation=cv2.INTER_LINEAR)
+    model = add_deblocking(load_detector(detector), tiny_model, gate=50, at="detector")
+    [result] = model.predict(source, imgsz=320, verbose=False)
+    [plain] = load_detector(detector).predict(source, imgsz=320, verbose=False)
+    assert model.deblock_gate.passed == 1 and model.deblock_gate.restored == 0
+    np.testing.assert_array_equal(result.boxes.data.numpy(), plain.boxes.data.numpy())
+
+
+def test_resize_path_arguments_are_checked(detector: Path, tiny_model: DCSC) -> None:
+    with pytest.raises(ValueError, match="at must be one of"):
+        add_deblocking(load_detector(detector), tiny_model, at="input")
+    model = load_detector(detector)
+    model.task = "segment"
+    with pytest.raises(ValueError, match="needs a detection model"):
+        add_deblocking(model, tiny_model, at="detector")
