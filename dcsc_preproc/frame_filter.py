@@ -25,6 +25,7 @@ class FrameFilter:
     quality, ``None`` for always on) judges each frame by its pixels: a frame estimated above
     the threshold, smaller than 8x8 or 16-bit (uint16) is returned as the same array object.
     For video, ``QualityGate(every=N)`` re-estimates every N frames and on scene changes.
+    ``backend`` goes to the :class:`~dcsc_preproc.engine.Engine` (``"openvino"`` on CPUs).
 
     Example:
         >>> from dcsc_preproc.model import DCSC
@@ -37,9 +38,10 @@ class FrameFilter:
     def __init__(self, model: str | Path | DCSC | None = None,
                  device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                  iterations: int | None = None,
-                 gate: QualityGate | int | str | None = "auto") -> None:
+                 gate: QualityGate | int | str | None = "auto",
+                 backend: str | None = None) -> None:
         self.engine = Engine(DEFAULT_MODEL if model is None else model, device, tile,
-                             iterations=iterations)
+                             iterations=iterations, backend=backend)
         self.gate = QualityGate.of(gate)
 
     def filter(self, frame: np.ndarray) -> np.ndarray:

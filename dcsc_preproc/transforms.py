@@ -37,7 +37,8 @@ class Deblock(Transform):
     threshold, smaller than 8x8 or 16-bit comes back as the very same object (in a batch, its
     values are copied exactly). PIL images opened from a JPEG file are judged by their
     quantisation tables, everything else by its pixels. Float tensors holding NaN or infinity
-    raise ``ValueError``.
+    raise ``ValueError``. ``backend`` goes to the Engine (``"openvino"`` for CPU deployment:
+    ``pip install "dcsc-preproc[openvino]"``; ``None``: torch, or OpenVINO for an export folder).
 
     Example:
         >>> from torchvision.transforms import v2
@@ -55,12 +56,14 @@ class Deblock(Transform):
     def __init__(self, model: str | Path | DCSC | None = None,
                  device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                  iterations: int | None = None,
-                 gate: QualityGate | int | str | None = "auto") -> None:
+                 gate: QualityGate | int | str | None = "auto",
+                 backend: str | None = None) -> None:
         super().__init__()
         self.model = DEFAULT_MODEL if model is None else model
         self.device = device
         self.tile = tile
         self.iterations = iterations
+        self.backend = backend
         self.gate = QualityGate.of(gate)
         self._engine: Engine | None = None
 
@@ -68,7 +71,8 @@ class Deblock(Transform):
     def engine(self) -> Engine:
         """The engine of this process, built on first use."""
         if self._engine is None:
-            self._engine = Engine(self.model, self.device, self.tile, iterations=self.iterations)
+            self._engine = Engine(self.model, self.device, self.tile, iterations=self.iterations,
+                                  backend=self.backend)
         return self._engine
 
     def __getstate__(self) -> dict[str, Any]:

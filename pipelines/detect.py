@@ -3,7 +3,10 @@
     python -m pipelines.detect --detector ../shared/models/yolov8n_ovint8_dequant.pt \\
         --source photos/ --deblock dcsc-fast --save out/
 
-The annotations are drawn on the de-blocked image (what the detector saw). Output goes to a new
+The annotations are drawn on the de-blocked image (what the detector saw); with ``--at
+detector`` (de-block at the detector's input size: the cost stays flat as sources grow) they
+are drawn on the source image. ``--backend openvino`` runs the de-blocker on OpenVINO (CPU).
+Output goes to a new
 subfolder of ``--save`` (``predict``, ``predict2``, ...), so no existing file is overwritten.
 The quality gate (``--gate``, default ``auto``) leaves images estimated above its threshold
 as they are. Image files that cannot be decoded are named on stderr and skipped in a folder;
@@ -21,7 +24,8 @@ from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
 from ultralytics.utils.patches import imread
 
 from dcsc_preproc import QualityGate
-from pipelines.yolo import DeblockedYOLO
+from dcsc_preproc.backends import BACKENDS
+from pipelines.yolo import PLACES, DeblockedYOLO
 
 
 def _is_image(path: Path) -> bool:
@@ -51,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--save", type=Path, required=True, help="folder for the annotated output")
     parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
     parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--at", choices=PLACES, default="source",
+                        help="de-block the image as given, or shrunk to the detector's input "
+                             "first (boxes still in source coordinates)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="de-blocker runtime (default: torch; openvino for CPU deployment)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
     args = parser.parse_args(argv)
     try:
@@ -72,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         source = [str(f) for f in readable]
     try:
-        detector = DeblockedYOLO(args.detector, args.deblock, device=args.device, gate=gate)
-    except (OSError, ValueError) as err:  # missing detector or de-blocker weights
+        detector = DeblockedYOLO(args.detector, args.deblock, device=args.device, gate=gate,
+                                 at=args.at, backend=args.backend)
+    except (OSError, ValueError, ImportError) as err:  # missing weights, runtime not installed
         parser.error(str(err))
     results = detector.predict(source, stream=True, save=True, conf=args.conf,
                                imgsz=args.imgsz, project=str(args.save.resolve()),

@@ -135,11 +135,12 @@ def _source_file(path: str | None, image: np.ndarray) -> Path | None:
 def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
                    device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                    iterations: int | None = None,
-                   gate: QualityGate | int | str | None = "auto", at: str = "source") -> YOLO:
+                   gate: QualityGate | int | str | None = "auto", at: str = "source",
+                   backend: str | None = None) -> YOLO:
     """Make ``model`` de-block every image before detection; returns the same model.
 
     ``deblock`` is anything ``load_model`` accepts (``None``: ``DEFAULT_MODEL``); ``device``,
-    ``tile`` and ``iterations`` go to the :class:`Engine`. ``gate`` (a ``QualityGate`` or what
+    ``tile``, ``iterations`` and ``backend`` go to the :class:`Engine`. ``gate`` (a ``QualityGate`` or what
     it takes: ``"auto"``, a quality, ``None`` for always on) leaves images estimated above its
     threshold (JPEG files by their tables, other sources by their pixels), smaller than 8x8
     or 16-bit as they are; ``model.deblock_gate`` is that gate, with its counters. ``at`` is
@@ -152,7 +153,7 @@ def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
         raise ValueError(f"at='detector' maps boxes back to the source image, so it needs a "
                          f"detection model; this one's task is {model.task!r}")
     engine = Engine(DEFAULT_MODEL if deblock is None else deblock, device=device, tile=tile,
-                    iterations=iterations)
+                    iterations=iterations, backend=backend)
     model.deblock_gate = QualityGate.of(gate)
     sources: list = []  # the batch as given, for at="detector"
 
@@ -179,7 +180,7 @@ class DeblockedYOLO:
     ``predict`` takes what ``YOLO.predict`` takes and returns its ``Results`` (a generator with
     ``stream=True``); ``.model`` is the underlying ``YOLO``. ``device`` is used for both the
     de-blocker and the detector unless ``predict`` gets its own ``device``. ``gate`` is as in
-    :func:`add_deblocking`; ``.gate`` holds its counters; ``at`` as there.
+    :func:`add_deblocking`; ``.gate`` holds its counters; ``at`` and ``backend`` as there.
 
     Example::
 
@@ -190,10 +191,11 @@ class DeblockedYOLO:
     def __init__(self, detector: str | Path, deblock: str | Path | DCSC | None = None,
                  device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                  iterations: int | None = None,
-                 gate: QualityGate | int | str | None = "auto", at: str = "source") -> None:
+                 gate: QualityGate | int | str | None = "auto", at: str = "source",
+                 backend: str | None = None) -> None:
         self.device = device
         self.model = add_deblocking(load_detector(detector), deblock, device, tile, iterations,
-                                    gate, at)
+                                    gate, at, backend)
         self.gate = self.model.deblock_gate
 
     def predict(self, source, **kwargs) -> list[Results]:

@@ -152,3 +152,25 @@ def test_parity_benchmark(rgb_image):
         if name in records:
             assert records[name]["max"] < FP32_BOUND * 255
     assert all(r["images"] == 1 and 0 <= r["uint8_diff"] <= 1 for r in records.values())
+
+
+def test_every_entry_point_passes_the_backend_on(detector, rgb_image):
+    """Deblock, FrameFilter and the YOLO pipeline run the backend they are given, with the
+    same output as an Engine on it."""
+    pytest.importorskip("openvino")
+    from dcsc_preproc import Deblock, FrameFilter
+    from pipelines.yolo import add_deblocking, load_detector
+
+    torch.manual_seed(0)
+    model = DCSC(in_channels=3, unshuffle=4, dilated_features=8, features=16, iterations=2)
+    bgr = np.ascontiguousarray(rgb_image[:64, :64, ::-1])
+    want = Engine(model, backend="openvino").restore_array(bgr, bgr=True)
+    frame_filter = FrameFilter(model, gate=None, backend="openvino")
+    transform = Deblock(model, gate=None, backend="openvino")
+    out = transform(torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1))
+    assert frame_filter.engine.backend_name == transform.engine.backend_name == "openvino"
+    np.testing.assert_array_equal(frame_filter(bgr), want)
+    np.testing.assert_array_equal(out.permute(1, 2, 0).numpy()[..., ::-1], want)
+    [result] = add_deblocking(load_detector(detector), model, gate=None,
+                              backend="openvino").predict(bgr, imgsz=64, verbose=False)
+    np.testing.assert_array_equal(result.orig_img, want)
