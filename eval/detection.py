@@ -272,9 +272,13 @@ def coco_stats(result: PerImageAP) -> dict[str, float | None]:
 
 
 def add_intervals(records: list[dict], results: list[PerImageAP], resamples: int,
-                  seed: int = 0) -> None:
+                  seed: int = 0, versus: str | None = None) -> None:
     """Paired bootstrap fields (``map_ci``, ``delta``, ``delta_ci``, ``recovered``,
-    ``recovered_ci``) of each record, in place; the same image draws for every condition."""
+    ``recovered_ci``) of each record, in place; the same image draws for every condition.
+    With ``versus`` (a de-blocker's name) every other de-blocked record also gets
+    ``versus_recovered`` and ``versus_recovered_ci``: its share of the JPEG loss won back
+    minus that de-blocker's on the same condition (``versus_delta``, ``versus_delta_ci``
+    for originals, in mAP), e.g. an INT8 export against its float model."""
     weights = resample_weights(len(results[0].image_ids), resamples, seed)
     draws = {id(r): np.array([res.map(w) for w in weights]) for r, res in zip(records, results)}
     by_condition = {(r["quality"], r.get("condition"), r["deblocker"]): r for r in records}
@@ -292,6 +296,23 @@ def add_intervals(records: list[dict], results: list[PerImageAP], resamples: int
             r["recovered"] = r["delta"] / loss if loss else None
             with np.errstate(divide="ignore", invalid="ignore"):
                 r["recovered_ci"] = interval((draws[id(r)] - draws[id(base)]) / loss_draws)
+    if versus is None:
+        return
+    for r in records:
+        other = by_condition.get((r["quality"], r.get("condition"), versus))
+        if r["deblocker"] in (None, versus) or other is None:
+            continue
+        difference = draws[id(r)] - draws[id(other)]
+        if r["quality"] is None:
+            r["versus_delta"], r["versus_delta_ci"] = r["map"] - other["map"], interval(difference)
+            continue
+        reference = r.get("condition") if geometry(r.get("condition"), 0) != (1.0, 0, 0) else None
+        original = by_condition[(None, reference, None)]
+        base = by_condition[(r["quality"], r.get("condition"), None)]
+        loss = original["map"] - base["map"]
+        r["versus_recovered"] = (r["map"] - other["map"]) / loss if loss else None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r["versus_recovered_ci"] = interval(difference / (draws[id(original)] - draws[id(base)]))
 
 
 def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
@@ -300,7 +321,8 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
                        cache: Path = CACHE, imgsz: int = 640, device: str | None = None,
                        bootstrap: int = 1000, seed: int = 0, conditions: Sequence[str] = (),
                        gate: int | str | None = None, skip: int = 0,
-                       deblock_at: Sequence[str] = ("source",)) -> list[dict]:
+                       deblock_at: Sequence[str] = ("source",),
+                       versus: str | None = None) -> list[dict]:
     """Evaluate original and JPEG at each quality (and each robustness condition), each alone
     and + each de-blocker; one record each, with paired bootstrap intervals (``bootstrap``
     resamples; 0: none). The images are ``limit`` by id after the first ``skip`` (a held-out
@@ -311,7 +333,9 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
     :class:`~dcsc_preproc.QualityGate` threshold) each also runs as ``NAME+gate``.
     ``conditions`` are names of :data:`CONDITIONS`. ``deblock_at`` holds ``"source"`` and/or
     ``"detector"`` (as ``NAME+resize``: shrunk to the detector's input at ``imgsz``, then
-    de-blocked, as ``add_deblocking(..., at="detector")``). Records hold ``quality`` (``None``:
+    de-blocked, as ``add_deblocking(..., at="detector")``). ``versus`` names one of the
+    de-blockers the others are compared with, image for image (see :func:`add_intervals`).
+    Records hold ``quality`` (``None``:
     original; ``"10-95"`` for ``mixed``), ``condition`` (``None``: Pillow 4:2:0),
     ``deblocker`` (name, ``None``: none), ``detector`` (file name), ``map``, ``map50``,
     ``map_small``, ``map_medium``, ``map_large``, ``images``, mean seconds per image
@@ -344,6 +368,8 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
                 f"{key}-resize{imgsz}", lambda x, f=function: f(shrink_for_detector(x, imgsz)))
     variants = [(name, False) for name in deblock]
     variants += [] if gate is None else [(name, True) for name in deblock]
+    if versus is not None and versus not in deblock:
+        raise ValueError(f"versus={versus!r} is not one of the de-blockers {list(deblock)}")
     detect(model, read_rgb(files[image_ids[0]]), image_ids[0], imgsz, device)  # warm-up, untimed
 
     runs = [(q, None, v) for q in (None, *qualities) for v in (None, *variants)]
@@ -385,7 +411,7 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
         records.append(record)
     if bootstrap:
         start = time.perf_counter()
-        add_intervals(records, results, bootstrap, seed)
+        add_intervals(records, results, bootstrap, seed, versus)
         print(f"bootstrap ({bootstrap} resamples): {time.perf_counter() - start:.1f} s",
               file=sys.stderr)
     return records
@@ -400,10 +426,13 @@ def _range(values: list[float] | None, digits: int, scale: float = 1) -> str:
 
 
 def markdown_table(records: list[dict]) -> str:
-    """The records as a markdown table, one row per condition (95% intervals in brackets)."""
+    """The records as a markdown table, one row per condition (95% intervals in brackets);
+    with ``versus`` fields, a last column of the paired difference to that de-blocker."""
+    versus = any("versus_recovered" in r or "versus_delta" in r for r in records)
     lines = ["| condition | mAP50-95 | 95% CI | change | 95% CI | JPEG loss recovered | 95% CI | "
              "mAP50 | AP small | AP medium | AP large | de-block s/img | detect s/img | "
-             "gate passed |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "gate passed |" + (" vs reference (paired) |" if versus else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if versus else "")]
     for r in records:
         recovered = r.get("recovered")
         cells = [condition_name(r), _cell(r["map"], 3), _range(r.get("map_ci"), 3),
@@ -413,8 +442,21 @@ def markdown_table(records: list[dict]) -> str:
         cells += [_cell(r[k], 3) for k in list(STATS)[1:]]
         cells += [_cell(r["deblock_s"], 3), _cell(r["detect_s"], 3)]
         cells.append("-" if r.get("gate_passed") is None else f"{100 * r['gate_passed']:.0f}%")
+        if versus:
+            cells.append(_versus_cell(r))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _versus_cell(record: dict) -> str:
+    """``+1.2 pt [-3.0, 5.1]`` (recovered, JPEG) or ``-0.0010 [...]`` (mAP, originals)."""
+    if record.get("versus_recovered") is not None:
+        low, high = record["versus_recovered_ci"]
+        return f"{100 * record['versus_recovered']:+.1f} pt [{100 * low:.1f}, {100 * high:.1f}]"
+    if record.get("versus_delta") is not None:
+        low, high = record["versus_delta_ci"]
+        return f"{record['versus_delta']:+.4f} [{low:.4f}, {high:.4f}]"
+    return "-"
 
 
 def plot(records: list[dict], path: str | Path) -> None:
@@ -470,6 +512,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--deblock-at", nargs="+", choices=PLACES, default=["source"],
                         help="de-block the image as given (source) and/or shrunk to the "
                              "detector's input at --imgsz first (detector: NAME+resize)")
+    parser.add_argument("--versus", metavar="NAME",
+                        help="compare every other de-blocker with this one on the same images "
+                             "(its name as in the table, e.g. dcsc-det): paired intervals of "
+                             "the difference in JPEG loss recovered")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
@@ -477,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     records = evaluate_detection(args.images, args.annotations, args.detector, args.qualities,
                                  args.deblock, args.limit, args.cache, args.imgsz, args.device,
                                  args.bootstrap, args.seed, args.conditions, args.gate,
-                                 args.skip, args.deblock_at)
+                                 args.skip, args.deblock_at, args.versus)
     print(markdown_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -213,3 +213,26 @@ def test_deblock_at_detector_matches_the_pipeline(coco_dev: Path, detector: Path
     pipeline = PerImageAP(gt, found, ids).stats[0]
     assert by_name[10, "tiny+resize"]["map"] == pytest.approx(pipeline, abs=1e-6)
     assert by_name[10, "tiny+resize"]["map"] != by_name[10, "tiny"]["map"]
+
+
+def test_versus_is_the_paired_difference_of_two_de_blockers(run: dict, coco_dev: Path,
+                                                            detector: Path) -> None:
+    """--versus: each other de-blocker's recovered minus the reference's, with an interval
+    that holds the point value; the reference itself gets none."""
+    records = detection.evaluate_detection(
+        coco_dev / "images", coco_dev / "instances.json", detector, [10],
+        [run["weights"], f"{run['weights']}@1"], LIMIT, run["tmp"] / "cache", device="cpu",
+        bootstrap=50, versus="tiny")
+    by_name = {(r["quality"], r["deblocker"]): r for r in records}
+    one, ref = by_name[10, "tiny@1"], by_name[10, "tiny"]
+    assert one["versus_recovered"] == pytest.approx(one["recovered"] - ref["recovered"])
+    low, high = one["versus_recovered_ci"]
+    assert low <= one["versus_recovered"] <= high
+    assert by_name[None, "tiny@1"]["versus_delta"] == pytest.approx(
+        by_name[None, "tiny@1"]["map"] - by_name[None, "tiny"]["map"])
+    assert "versus_recovered" not in ref and "versus_delta" not in by_name[10, None]
+    assert "vs reference (paired)" in detection.markdown_table(records)
+    with pytest.raises(ValueError, match="is not one of the de-blockers"):
+        detection.evaluate_detection(coco_dev / "images", coco_dev / "instances.json", detector,
+                                     [10], [run["weights"]], LIMIT, run["tmp"] / "cache",
+                                     device="cpu", versus="nlm")
