@@ -56,8 +56,9 @@ class PatchSampler:
     """Random (JPEG, clean) patch pairs as float tensors ``(B, C, P, P)`` in [0, 1].
 
     ``channels`` is ``"y"`` (gray JPEG of the Y channel, as the paper) or ``"rgb"`` (colour
-    JPEG, 4:2:0). ``downscale`` (>= 1) is the largest factor a pair is shrunk by after JPEG;
-    each pair draws its factor uniformly from 1 to that (capped by the image's size).
+    JPEG, 4:2:0). ``downscale`` (>= 1) is the largest factor a pair is shrunk by after JPEG:
+    half the pairs are not shrunk, the others by a factor drawn uniformly from 1 to that
+    (capped by the image's size), as the resize path de-blocks small sources unshrunk.
     Randomness comes only from the ``numpy.random.Generator`` passed to :meth:`sample`
     (training derives one per rank and step, so a run resumes exactly).
     """
@@ -91,7 +92,7 @@ class PatchSampler:
             clean, jpeg = self.clean[i], self.jpeg[i][q]
             h, w = clean.shape[:2]
             crop = patch
-            if self.downscale > 1:  # drawn only then: runs without it keep their sequence
+            if self.downscale > 1 and rng.integers(2):  # drawn only then: runs without it
                 crop = int(patch * rng.uniform(1, min(self.downscale, min(h, w) / patch)))
             top = rng.integers((h - crop) // ALIGN + 1) * ALIGN
             left = rng.integers((w - crop) // ALIGN + 1) * ALIGN

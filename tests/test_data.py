@@ -31,13 +31,15 @@ def test_downscale_one_draws_the_sequence_of_a_run_without_it(ramp: list[Path]) 
 
 def test_downscale_shrinks_each_pair_by_its_own_factor(ramp: list[Path]) -> None:
     """A shrunk ramp is steeper: the clean patch's slope is the factor, between 1 and 3, and
-    differs between pairs; JPEG and clean patches are shrunk alike."""
+    differs between pairs; about half the pairs are not shrunk; JPEG and clean patches are
+    shrunk alike."""
     sampler = PatchSampler(ramp, (90,), "rgb", downscale=3)
-    jpeg, clean = sampler.sample(np.random.default_rng(0), 16, 64, augment=False)
-    assert jpeg.shape == clean.shape == (16, 3, 64, 64)
+    jpeg, clean = sampler.sample(np.random.default_rng(0), 32, 64, augment=False)
+    assert jpeg.shape == clean.shape == (32, 3, 64, 64)
     slopes = (clean[:, 0, 32, 8:40].diff().median(dim=1).values * 255).numpy()
     assert np.all((slopes > 0.9) & (slopes < 3.1))
-    assert slopes.max() - slopes.min() > 0.5
+    shrunk = slopes[slopes > 1.05]
+    assert 8 <= len(shrunk) <= 24 and shrunk.max() - shrunk.min() > 0.5
     assert (jpeg - clean).abs().mean() < 0.02
 
 
