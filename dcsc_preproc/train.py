@@ -11,11 +11,6 @@ steps) may change between chunks, the model may not.
 processes (:mod:`.distributed`): DistributedDataParallel averages the gradients of N batches of
 ``batch`` patches, each rank draws its own patches, rank 0 alone writes the run folder, and a
 checkpoint resumes with any number of processes.
-
-``--int8`` is NNCF quantisation-aware training of the INT8 model the OpenVINO export runs:
-the (``--init``) model gets fake quantisers calibrated as ``dcsc-preproc export --int8`` does,
-trains with them (fp32, one process), validates as quantised, and the run writes the export
-folder ``int8_openvino_model/`` (run it with ``Engine(folder)``) beside its float weights.
 """
 
 from __future__ import annotations
@@ -71,8 +66,6 @@ class TrainConfig:
     detector_layers: tuple[int, ...] | None = None
     #: weight of the detector's class-score distillation term (0: off)
     distill_weight: float = 0.0
-    #: quantisation-aware training of the INT8 OpenVINO model (NNCF fake quantisers)
-    int8: bool = False
     train_iterations: int | None = None
     train_images: int | None = None
     val_every: int = 500
@@ -121,20 +114,15 @@ class Validator:
             for q in qualities:
                 self.items.append((q, clean, jpeg_roundtrip(clean, q)))
 
-    def __call__(self, model: DCSC, device: torch.device, channels_last: bool,
-                 quantized: torch.nn.Module | None = None) -> list[dict]:
-        """``channels_last``: the training layout, kept (the Engine sets it on the model).
-        ``quantized``: validate this fake-quantised network of ``model`` (``--int8``)."""
+    def __call__(self, model: DCSC, device: torch.device, channels_last: bool) -> list[dict]:
+        """``channels_last``: the training layout, kept (the Engine sets it on the model)."""
         engine = Engine(model, device=device, tile=None, channels_last=channels_last)
-        if quantized is not None:
-            quantized.eval()
-            engine.backend = quantized
         results: dict[int, list[tuple[float, ...]]] = {}
         for q, clean, jpeg in self.items:
             ref, inp, res = (to_uint8_y(a) for a in (clean, jpeg, engine.restore_array(jpeg)))
             results.setdefault(q, []).append(
                 (psnr(res, ref), psnrb(res, ref), psnr(inp, ref), psnrb(inp, ref)))
-        (model if quantized is None else quantized).train()
+        model.train()
         return [dict(quality=q, **dict(zip(("psnr", "psnrb", "jpeg_psnr", "jpeg_psnrb"),
                                            np.mean(v, axis=0).round(4).tolist())))
                 for q, v in results.items()]
@@ -198,46 +186,29 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
     if cfg.weight_init != "torch":  # "torch" keeps the default draws: the same weights per seed
         init_weights_(model, cfg.weight_init)
     model = model.to(device, memory_format=layout)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, wall, seen = 0, 0.0, 0
     ckpt_path = out / "checkpoint.pt"
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
-    if ckpt is not None:
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if DCSCConfig.from_dict(ckpt["model_config"]) != cfg.model:
             raise ValueError(f"{ckpt_path} holds a different model "
                              f"({ckpt['model_config']}); use another --out")
-        if ("int8" in ckpt) != cfg.int8:
-            raise ValueError(f"{ckpt_path} is {'an' if 'int8' in ckpt else 'no'} --int8 run: "
-                             "resume it as it was started, or use another --out")
         model.load_state_dict(ckpt["model"])
-    elif cfg.init:
-        start_from = load_model(cfg.init)
-        if start_from.config != cfg.model:
-            raise ValueError(f"--init {cfg.init} holds another model ({start_from.config})")
-        model.load_state_dict(start_from.state_dict())
-    root = data_root(cfg.data)
-    if cfg.int8:
-        if ranks.world > 1 or cfg.train_iterations not in (None, cfg.model.iterations):
-            raise ValueError("--int8 trains in one process at the model's own R "
-                             "(no torchrun, no --train-iterations)")
-        from .backends.openvino import calibration_patches, quantize_for_training
-
-        calibration = calibration_patches(root)
-        net = quantize_for_training(model, cfg.model.iterations, calibration)
-        model, amp = net.model, None  # the DCSC inside trains; fake quantisers want fp32
-        if ckpt is not None:
-            net.load_state_dict(ckpt["int8"])
-    else:
-        net = model if ranks.world == 1 else DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None)
-    optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    if ckpt is not None:
         optimiser.load_state_dict(ckpt["optimiser"])
         torch.set_rng_state(ckpt["torch_rng"])
         step, wall, seen = ckpt["step"], ckpt["wall"], ckpt["seen"]
         for log_file in (out / "log.csv", out / "val.csv"):
             if ranks.main:
                 _drop_rows_after(log_file, step)
+    elif cfg.init:
+        start_from = load_model(cfg.init)
+        if start_from.config != cfg.model:
+            raise ValueError(f"--init {cfg.init} holds another model ({start_from.config})")
+        model.load_state_dict(start_from.state_dict())
     first_step = step
+    net = model if ranks.world == 1 else DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None)
 
     def save_checkpoint() -> None:
         """Rank 0's state: every rank holds the same weights and optimiser after each step."""
@@ -246,10 +217,10 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                     "torch_rng": torch.get_rng_state(), "step": step, "wall": wall,
-                    "seen": seen, "model_config": cfg.model.to_dict(),
-                    **({"int8": net.state_dict()} if cfg.int8 else {})}, tmp)
+                    "seen": seen, "model_config": cfg.model.to_dict()}, tmp)
         tmp.replace(ckpt_path)
 
+    root = data_root(cfg.data)
     folders = {folder: list_images(root / folder) for folder in cfg.data_dirs}
     files = [f for found in folders.values() for f in found][:cfg.train_images]
     channels = "y" if cfg.model.in_channels == 1 else "rgb"
@@ -305,7 +276,7 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
         inputs = inputs.to(device, non_blocking=True).contiguous(memory_format=layout)
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            output = net(inputs) if cfg.int8 else net(inputs, iterations=iterations)
+            output = net(inputs, iterations=iterations)
             extra = {} if detector_loss is None else detector_loss(output, targets)
         diff = output.float() - targets
         pixel = diff.abs().mean() if cfg.loss == "mae" else diff.square().mean()
@@ -330,8 +301,7 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
             start = time.monotonic()
             save_checkpoint()
         if ranks.main and (step % cfg.val_every == 0 or step == cfg.steps):
-            for row in validator(model, device, layout == torch.channels_last,
-                                 net if cfg.int8 else None):
+            for row in validator(model, device, layout == torch.channels_last):
                 _append_csv(out / "val.csv", {"step": step, **row,
                                               "wall_s": round(wall + time.monotonic() - start, 1)})
                 bar.write(f"step {step} val q{row['quality']}: PSNR {row['psnr']:.3f} "
@@ -344,18 +314,7 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
     weights = out / "model.safetensors"
     if ranks.main:
         snapshot(out, weights, overwrite=True)
-    if ranks.main and cfg.int8:
-        from .backends.openvino import calibration_info, export_quantized
-
-        folder = export_quantized(net, out / INT8_EXPORT, {
-            "calibration": calibration_info(calibration),
-            "qat": {"run": out.name, "step": step, "command": command}})
-        print(f"int8 export: {folder}")
     return weights
-
-
-#: The export folder an ``--int8`` run writes into its run folder.
-INT8_EXPORT = "int8_openvino_model"
 
 
 def snapshot(run: str | Path, path: str | Path, overwrite: bool = False) -> Path:
@@ -383,8 +342,8 @@ def _data_text(settings: dict, channels: int) -> str:
             f"{settings['qualities']} " + ("(grayscale JPEG of the MATLAB Y channel)."
                                             if channels == 1 else "(colour JPEG, 4:2:0)."))
     if settings.get("downscale", 1) > 1:
-        text += (f" After JPEG half the pairs were shrunk (bilinear) by a factor drawn from 1 "
-                 f"to {settings['downscale']}, the crop cut that much larger.")
+        text += (f" After JPEG each pair was shrunk (bilinear) by a factor drawn from 1 to "
+                 f"{settings['downscale']} per patch, the crop cut that much larger.")
     if settings.get("init"):
         text += f" Started from `{settings['init']}`."
     if settings.get("detector_loss"):

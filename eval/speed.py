@@ -34,8 +34,8 @@ named by :func:`~dcsc_preproc.zoo.model_name` as in the other benchmarks. A ship
 weights are not installed is timed as a random-init model of its configuration (timing does
 not depend on weights) and the output says so.
 
-The default run (the default model, its default and OpenVINO paths, 640x480 and 1920x1080)
-takes a few minutes on 2 cores. Every backend at the camera sizes, one run (docs/RESULTS.md):
+The default run (the default model, its default and OpenVINO paths, 640x480 and 1920x1080,
+de-blocked at the source size and at the detector's) takes a few minutes on 2 cores. Every backend at the camera sizes, one run (docs/RESULTS.md):
 
     python -m eval.speed --paths torch openvino openvino_int8 onnxruntime \
         --sizes 640x480 1280x720 1920x1080 3840x2160 --json results/speed_backends.json \
@@ -395,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tiles", nargs="+", type=int, default=[DEFAULT_TILE],
                         help="Engine tile sizes to time (0: whole frames)")
-    parser.add_argument("--at", nargs="+", choices=PLACES, default=["source"],
+    parser.add_argument("--at", nargs="+", choices=PLACES, default=list(PLACES),
                         help="de-block the frame as given (source) and/or shrunk to the "
                              f"detector's input at imgsz {IMGSZ} first (detector)")
     parser.add_argument("--detector", type=Path,

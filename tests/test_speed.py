@@ -41,7 +41,8 @@ def test_speed_end_to_end(tmp_path, detector, capsys, monkeypatch):
     assert "dcsc-rgb" not in available_models()
     main(["--profiles", str(weights), f"{weights}@5", "dcsc-rgb@1",
           "--paths", "fp32", "bf16_channels_last", "onnxruntime", "--sizes", "64x48",
-          "--tiles", "32", "0", "--repeats", "1", "--warmup", "0", "--detector", str(detector),
+          "--tiles", "32", "0", "--at", "source", "--repeats", "1", "--warmup", "0",
+          "--detector", str(detector),
           "--json", str(out), "--plot", str(tmp_path / "speed.png"), "--device", "cpu"])
     records = json.loads(out.read_text())
     assert all(set(r) == KEYS for r in records)
@@ -68,7 +69,8 @@ def test_speed_openvino_detector_folder(tmp_path, shared, capsys):
                               iterations=1), tmp_path / "tiny.safetensors")
     folder = shared / "models" / "yolov8n_int8_openvino_model"
     out = tmp_path / "speed.json"
-    main(["--profiles", str(weights), "--paths", "openvino", "--sizes", "64x48", "--repeats", "1",
+    main(["--profiles", str(weights), "--paths", "openvino", "--sizes", "64x48", "--at", "source",
+          "--repeats", "1",
           "--warmup", "0", "--detector", str(folder), "--json", str(out), "--device", "cpu"])
     [record] = json.loads(out.read_text())
     assert record["backend"] == "openvino" and record["detector"] == folder.name

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
 
-import numpy as np
-import pytest
 import torch
 
 from dcsc_preproc import load_model
@@ -96,30 +93,3 @@ def test_decay_runs_a_cosine_over_the_chunk(tmp_path, shared):
     assert 1e-5 < lr[30] < lr[20] < lr[10]  # falls over the second
     assert lr[30] < 2e-5  # ends near --decay-to
     assert "0.001 cosine to 1e-05" in model_card(tmp_path / "run", "smoke")
-
-
-def test_int8_run_trains_the_quantised_model_and_writes_its_export(tmp_path, shared):
-    """--int8: fake quantisers train with the weights, the export folder runs on OpenVINO,
-    a resumed run equals a straight one, and an --int8 checkpoint is not resumed without it."""
-    pytest.importorskip("nncf")
-    from dcsc_preproc import Engine, jpeg_roundtrip
-    from dcsc_preproc.backends.openvino import INFO
-
-    rgb = ["--channels", "rgb", "--unshuffle", "2", "--int8"]
-    _run(tmp_path / "straight", 4, shared, *rgb)
-    _run(tmp_path / "resumed", 2, shared, *rgb)
-    _run(tmp_path / "resumed", 4, shared, *rgb)
-    folder = tmp_path / "straight" / "int8_openvino_model"
-    info = json.loads((folder / INFO).read_text())
-    assert info["int8"] and info["qat"]["step"] == 4 and info["calibration"]["patches"] > 0
-    ckpt = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    assert any(k.startswith("__nncf_hooks") and k.endswith(("scale", "input_range"))
-               for k in ckpt["int8"])  # the fake quantisers, trained and resumed
-    a = load_model(tmp_path / "straight" / "model.safetensors").state_dict()
-    b = load_model(tmp_path / "resumed" / "model.safetensors").state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    image = jpeg_roundtrip(np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8), 20)
-    engine = Engine(folder)
-    assert engine.backend_name == "openvino" and engine.restore_array(image).shape == image.shape
-    with pytest.raises(ValueError, match="is an --int8 run"):
-        _run(tmp_path / "straight", 6, shared, "--channels", "rgb", "--unshuffle", "2")

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..export import FixedIterations
 from ..jpeg import jpeg_roundtrip, read_image
@@ -147,62 +146,21 @@ def quantize(model: DCSC, iterations: int, patches: list[np.ndarray]):
     / mean 0.82 / 99.9th percentile 4.5, against 49 / 0.67 / 7.3 for NNCF's defaults, whose
     clipped ranges fail on the brightest and darkest regions.
     """
-    ov_model = convert(model, iterations)
-    return _nncf_quantize(model, ov_model, [p.numpy() for p in _patch_tensors(model, patches)],
-                          residual_add(ov_model))
-
-
-def quantize_for_training(model: DCSC, iterations: int, patches: list[np.ndarray]) -> nn.Module:
-    """The torch model NNCF's quantisation-aware training trains: ``model`` at R =
-    ``iterations`` with fake quantisers where :func:`quantize` puts them, calibrated the same
-    way on ``patches``. It is a copy: its ``.model`` is the DCSC whose weights train."""
-    net = FixedIterations(model, iterations)
-    # the residual add J + H is the model's last add: "model/add/R" in NNCF's torch graph
-    return _nncf_quantize(model, net, [p.to(_device(model)) for p in _patch_tensors(model, patches)],
-                          f"model/add/{iterations}")
-
-
-def _device(model: DCSC) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _patch_tensors(model: DCSC, patches: list[np.ndarray]) -> list[torch.Tensor]:
     from ..engine import array_to_tensor
 
-    if model.config.in_channels != 3:
-        raise ValueError("INT8 is for RGB models (calibration patches are RGB)")
-    return [array_to_tensor(p).contiguous() for p in patches]
-
-
-def _nncf_quantize(model: DCSC, target, data: list, residual: str):
-    """NNCF PTQ of ``target`` (an ``openvino.Model`` or the torch module of ``model``) on
-    ``data``, with the settings :func:`quantize` documents, the node ``residual`` in float."""
     nncf = _require("nncf")
+    if model.config.in_channels != 3:
+        raise ValueError("INT8 export is for RGB models (calibration patches are RGB)")
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
+    ov_model = convert(model, iterations)
+    data = [array_to_tensor(p).contiguous().numpy() for p in patches]
     ranges = AdvancedQuantizationParameters(
         activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
-    return nncf.quantize(target, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED,
+    return nncf.quantize(ov_model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED,
                          subset_size=len(data), advanced_parameters=ranges,
-                         ignored_scope=nncf.IgnoredScope(names=[residual]))
-
-
-def export_quantized(net: nn.Module, folder: str | Path, info: dict) -> Path:
-    """Write a :func:`quantize_for_training` model after training as an INT8 export folder
-    (as :func:`export_openvino` does; ``info`` goes into ``dcsc_export.json``)."""
-    ov = _require("openvino")
-    model = net.model
-    example = torch.rand(1, model.config.in_channels, 8 * model.multiple, 8 * model.multiple,
-                         device=_device(model))
-    was_training = net.training
-    net.eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit tracing of the fake quantisers
-        ov_model = ov.convert_model(net, example_input=example,
-                                    input=[-1, model.config.in_channels, -1, -1])
-    net.train(was_training)
-    return _write_export(ov_model, model, folder, {"int8": True, **info}, net.iterations)
+                         ignored_scope=nncf.IgnoredScope(names=[residual_add(ov_model)]))
 
 
 def export_openvino(model: str | Path | DCSC, folder: str | Path, int8: bool = False,
@@ -215,7 +173,7 @@ def export_openvino(model: str | Path | DCSC, folder: str | Path, int8: bool = F
     ``dcsc_export.json``. Run it with ``Engine(folder)``."""
     from ..data import data_root
 
-    _require("openvino")
+    ov = _require("openvino")
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} exists and is not empty; pass overwrite=True")
@@ -224,27 +182,15 @@ def export_openvino(model: str | Path | DCSC, folder: str | Path, int8: bool = F
     if int8:
         patches = calibration_patches(data_root(data), calibration)
         ov_model = quantize(model, r, patches)
-        info = {"int8": True, "calibration": calibration_info(patches)}
+        info = {"int8": True, "calibration": {"folders": list(CALIBRATION_DIRS),
+                                              "patches": len(patches)}}
     else:
         ov_model, info = convert(model, r), {"int8": False}
-    return _write_export(ov_model, model, folder, info, r)
-
-
-def calibration_info(patches: list[np.ndarray]) -> dict:
-    """What ``dcsc_export.json`` records of a calibration."""
-    return {"folders": list(CALIBRATION_DIRS), "patches": len(patches)}
-
-
-def _write_export(ov_model, model: DCSC, folder: str | Path, info: dict, iterations: int) -> Path:
-    """The export folder: IR, the weights it came from (at R = ``iterations``), the info."""
-    ov = _require("openvino")
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, folder / XML)
-    weights = DCSC.from_config(replace(model.config, iterations=iterations))
-    weights.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    save_model(weights, folder / WEIGHTS, overwrite=True)
-    (folder / INFO).write_text(json.dumps({**info, "iterations": iterations}, indent=2) + "\n")
+    model.config = replace(model.config, iterations=r)
+    save_model(model, folder / WEIGHTS, overwrite=True)
+    (folder / INFO).write_text(json.dumps({**info, "iterations": r}, indent=2) + "\n")
     return folder
 
 
