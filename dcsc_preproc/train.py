@@ -342,8 +342,8 @@ def _data_text(settings: dict, channels: int) -> str:
             f"{settings['qualities']} " + ("(grayscale JPEG of the MATLAB Y channel)."
                                             if channels == 1 else "(colour JPEG, 4:2:0)."))
     if settings.get("downscale", 1) > 1:
-        text += (f" After JPEG each pair was shrunk (bilinear) by a factor drawn from 1 to "
-                 f"{settings['downscale']} per patch, the crop cut that much larger.")
+        text += (f" After JPEG half the pairs were shrunk (bilinear) by a factor drawn from 1 "
+                 f"to {settings['downscale']}, the crop cut that much larger.")
     if settings.get("init"):
         text += f" Started from `{settings['init']}`."
     if settings.get("detector_loss"):
