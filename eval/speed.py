@@ -59,8 +59,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from contextlib import redirect_stdout
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,7 +71,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
-from ultralytics.utils import ASSETS  # noqa: E402
+from ultralytics.utils import ASSETS, LOGGER  # noqa: E402
 
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -224,6 +224,21 @@ def load_profile(profile: str) -> tuple[str, DCSC, bool]:
     return model_name(profile), load_model(profile), False
 
 
+@contextmanager
+def to_stderr() -> Iterator[None]:
+    """Send prints and Ultralytics' log lines (its handler holds the original stdout) to
+    stderr, so stdout is only the table."""
+    handlers = [h for h in LOGGER.handlers if getattr(h, "stream", None) is sys.stdout]
+    for handler in handlers:
+        handler.setStream(sys.stderr)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler in handlers:
+            handler.setStream(sys.stdout)
+
+
 def bench_frame(width: int, height: int) -> np.ndarray:
     """Ultralytics' bus.jpg resized to ``width x height``: a BGR uint8 frame."""
     return cv2.resize(cv2.imread(str(ASSETS / "bus.jpg")), (width, height),
@@ -256,7 +271,7 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
     """
     frames = {size: bench_frame(*size) for size in sizes}
     threads = torch.get_num_threads()
-    with redirect_stdout(sys.stderr):  # Ultralytics prints what it loads: keep the table clean
+    with to_stderr():  # Ultralytics prints what it loads: keep the table clean
         yolo = load_detector(detector)
         yolo.predict(frames[sizes[0]], imgsz=IMGSZ, device=str(device), verbose=False)
     torch.set_num_threads(threads)  # building the predictor set it to cpu_count - 1
@@ -270,7 +285,7 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
             if random:
                 random_init.append(name)
             for path, tile in itertools.product([p for p in paths if p not in missing], tiles):
-                with redirect_stdout(sys.stderr):  # NNCF's progress, Ultralytics' lines
+                with to_stderr():  # NNCF's progress, Ultralytics' lines
                     engine = path_engine(path, model, device, tile, Path(tmp))
                 for ((w, h), frame), place in itertools.product(frames.items(), at):
                     def detect():

@@ -74,6 +74,7 @@ def test_speed_openvino_detector_folder(tmp_path, shared, capsys):
           "--warmup", "0", "--detector", str(folder), "--json", str(out), "--device", "cpu"])
     [record] = json.loads(out.read_text())
     assert record["backend"] == "openvino" and record["detector"] == folder.name
+    assert capsys.readouterr().out.startswith("Speed, ")  # Ultralytics' log lines go to stderr
 
 
 def test_speed_at_detector_size_shrinks_before_de_blocking(tmp_path, detector, monkeypatch):
