@@ -160,3 +160,18 @@ def test_resize_path_arguments_are_checked(detector: Path, tiny_model: DCSC) -> 
     model.task = "segment"
     with pytest.raises(ValueError, match="needs a detection model"):
         add_deblocking(model, tiny_model, at="detector")
+
+
+def test_detect_cli_at_detector_size(detector: Path, tiny_model: DCSC,
+                                     bgr_images: list[np.ndarray], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture) -> None:
+    """--at detector draws on the source image: the saved file has the source's size."""
+    weights = save_model(tiny_model, tmp_path / "tiny.safetensors")
+    source = tmp_path / "big.png"
+    cv2.imwrite(str(source), cv2.resize(bgr_images[0], (640, 480)))
+    assert detect.main(["--detector", str(detector), "--source", str(source), "--deblock",
+                        str(weights), "--save", str(tmp_path / "out"), "--imgsz", "320",
+                        "--at", "detector", "--backend", "torch", "--gate", "none"]) == 0
+    [saved] = (tmp_path / "out").glob("predict*/big.*")
+    assert cv2.imread(str(saved)).shape == (480, 640, 3)
+    assert "1 de-blocked" in capsys.readouterr().out
