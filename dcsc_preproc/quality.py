@@ -121,6 +121,10 @@ _OFF, _OFF_RELATIVE, _OFF_MAX = 1.75, 0.05, 4.0
 #: A candidate quality fits when at most this share of informative coefficients is off.
 _MAX_OFF = 0.1
 _MAX_BLOCKS = 2048
+#: The blind estimate reads a central crop of at most this many pixels a side, so its cost
+#: stays flat as frames grow (docs/RESULTS.md section 8: on 1080p frames the same estimates
+#: as the whole frame at a third of the time); smaller images are read whole.
+PIXEL_SAMPLE = 768
 #: Coefficients in the sample that screens the candidate qualities.
 _SCREEN = 2000
 
@@ -232,10 +236,14 @@ def quality_from_pixels(image: np.ndarray, order: str = "rgb") -> QualityEstimat
     it. An image that was never JPEG-compressed fits only tables of steps up to 3 (about
     q89 and up). ``order`` is ``"rgb"`` or ``"bgr"`` (OpenCV frames): the luma weights
     depend on it. Images under 16 pixels a side, and flat ones, give quality 100 with
-    confidence 0: nothing in them tells the quality.
+    confidence 0: nothing in them tells the quality. Frames larger than
+    :data:`PIXEL_SAMPLE` are judged on their central crop of that size.
     """
     if order not in ("rgb", "bgr"):
         raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r}")
+    h, w = image.shape[:2]
+    top, left = max((h - PIXEL_SAMPLE) // 2, 0), max((w - PIXEL_SAMPLE) // 2, 0)
+    image = image[top:top + PIXEL_SAMPLE, left:left + PIXEL_SAMPLE]
     y = luma(image, order)
     if min(y.shape) < 16:
         return QualityEstimate(100, "pixels", 0.0)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dcsc_preproc import DCSC, Engine, QualityEstimate, QualityGate, estimate_quality
+from dcsc_preproc import DCSC, Engine, QualityEstimate, QualityGate, estimate_quality, jpeg_roundtrip
 from dcsc_preproc.quality import AUTO_THRESHOLD, CHROMA, LUMA, grid_offset, ijg_tables, luma
 
 
@@ -170,3 +170,21 @@ def test_eval_quality_records(shared: Path) -> None:
     assert by_key[("opencv q10", "pixels")]["deblocked"] == 1.0
     assert by_key[("original", "tables")]["deblocked"] == 0.0
     assert "| pillow 4:4:4 q10 | pixels | 1 |" in markdown_table(records)
+
+
+def test_large_frames_are_judged_on_their_central_crop() -> None:
+    """A frame larger than PIXEL_SAMPLE is read on its central crop: a q20 centre pasted into
+    a q90 frame reads as q20 (the whole frame, mostly q90, would not)."""
+    from dcsc_preproc.quality import PIXEL_SAMPLE, quality_from_pixels
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:1200, 0:1600]
+    base = ((xx * 3 + yy * 2) % 256).astype(np.uint8)
+    frame = np.stack([base, base[::-1], base[:, ::-1]], -1)
+    frame = np.clip(frame + rng.integers(-20, 20, frame.shape), 0, 255).astype(np.uint8)
+    top, left = (1200 - PIXEL_SAMPLE) // 2, (1600 - PIXEL_SAMPLE) // 2  # multiples of 8
+    out = jpeg_roundtrip(frame, 90).copy()
+    out[top:top + PIXEL_SAMPLE, left:left + PIXEL_SAMPLE] = jpeg_roundtrip(
+        np.ascontiguousarray(frame[top:top + PIXEL_SAMPLE, left:left + PIXEL_SAMPLE]), 20)
+    assert abs(quality_from_pixels(out).quality - 20) <= 2
+    assert quality_from_pixels(jpeg_roundtrip(frame, 90)).quality >= 85
