@@ -312,7 +312,8 @@ def add_intervals(records: list[dict], results: list[PerImageAP], resamples: int
         loss = original["map"] - base["map"]
         r["versus_recovered"] = (r["map"] - other["map"]) / loss if loss else None
         with np.errstate(divide="ignore", invalid="ignore"):
-            r["versus_recovered_ci"] = interval(difference / (draws[id(original)] - draws[id(base)]))
+            r["versus_recovered_ci"] = interval(difference
+                                                / (draws[id(original)] - draws[id(base)]))
 
 
 def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
@@ -432,7 +433,7 @@ def markdown_table(records: list[dict]) -> str:
     lines = ["| condition | mAP50-95 | 95% CI | change | 95% CI | JPEG loss recovered | 95% CI | "
              "mAP50 | AP small | AP medium | AP large | de-block s/img | detect s/img | "
              "gate passed |" + (" vs reference (paired) |" if versus else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if versus else "")]
+             "|---" * 14 + "|" + ("---|" if versus else "")]
     for r in records:
         recovered = r.get("recovered")
         cells = [condition_name(r), _cell(r["map"], 3), _range(r.get("map_ci"), 3),

@@ -140,10 +140,11 @@ def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
     """Make ``model`` de-block every image before detection; returns the same model.
 
     ``deblock`` is anything ``load_model`` accepts (``None``: ``DEFAULT_MODEL``); ``device``,
-    ``tile``, ``iterations`` and ``backend`` go to the :class:`Engine`. ``gate`` (a ``QualityGate`` or what
-    it takes: ``"auto"``, a quality, ``None`` for always on) leaves images estimated above its
-    threshold (JPEG files by their tables, other sources by their pixels), smaller than 8x8
-    or 16-bit as they are; ``model.deblock_gate`` is that gate, with its counters. ``at`` is
+    ``tile``, ``iterations`` and ``backend`` go to the :class:`Engine`. ``gate`` (a
+    ``QualityGate`` or what it takes: ``"auto"``, a quality, ``None`` for always on) leaves
+    images estimated above its threshold (JPEG files by their tables, other sources by their
+    pixels), smaller than 8x8 or 16-bit as they are; ``model.deblock_gate`` is that gate,
+    with its counters. ``at`` is
     ``"source"`` (de-block the image as given) or ``"detector"`` (shrink it to the detector's
     input first: the cost stays flat as sources grow; boxes come back in source coordinates).
     """
