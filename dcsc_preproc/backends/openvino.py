@@ -3,9 +3,7 @@
 The graph takes and returns float32 NHWC (a channels_last tensor's memory as it is, so no
 transposing copy either way) with dynamic batch, height and width, compiled once per model:
 OpenVINO's CPU plugin caches its kernels per shape itself. ``precision`` sets OpenVINO's
-inference precision hint (``bf16`` is its own default on CPUs with AVX-512 BF16 or AMX). A
-second graph of the same model takes and returns uint8 frames (:meth:`OpenVINOBackend.
-restore_uint8`), which ``Engine.restore_array`` uses when a frame needs no padding or tiling.
+inference precision hint (``bf16`` is its own default on CPUs with AVX-512 BF16 or AMX).
 
 INT8 is post-training quantisation with NNCF (:func:`quantize`), calibrated on JPEG patches
 of training images (COCO train and BSDS500 train, never the evaluation sets), with the
