@@ -196,9 +196,9 @@ class Engine:
     def _runs_on_bytes(self, image: np.ndarray, bgr: bool) -> bool:
         """Whether the backend can take ``image`` as bytes (OpenVINO's uint8 graph): an RGB
         model, a uint8 colour frame whose sides are multiples of the model's, one tile, and a
-        JPEG grid that needs no alignment. Then no torch op runs (OpenVINO at 640x480 on 2
-        cores: 21.1 -> 17.4 ms, docs/RESULTS.md section 3); the result equals the general
-        path's within one grey level."""
+        JPEG grid that needs no alignment. Then no torch op runs (1.5x faster at 640x480 on 2
+        cores, docs/RESULTS.md section 3); the result equals the general path's within one
+        grey level."""
         if not hasattr(self.backend, "restore_uint8") or self.model.config.in_channels != 3:
             return False
         if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
