@@ -187,32 +187,9 @@ class Engine:
         ``bgr=True`` takes and returns OpenCV's BGR order (the flip is done on the device, on
         bytes). Rounds to nearest; ``truncate=True`` floors, as the DCSC authors' test code.
         """
-        if not truncate and self._runs_on_bytes(image, bgr):
-            return self.backend.restore_uint8(image, bgr)
         with self._threads():  # the conversions too: on a busy machine they starve otherwise
             x = array_to_tensor(image, self.device, bgr)
             return tensor_to_array(self._restore(x), truncate, bgr)
-
-    def _runs_on_bytes(self, image: np.ndarray, bgr: bool) -> bool:
-        """Whether the backend can take ``image`` as bytes (OpenVINO's uint8 graph): an RGB
-        model, a uint8 colour frame whose sides are multiples of the model's, one tile, and a
-        JPEG grid that needs no alignment. Then no torch op runs (1.5x faster at 640x480 on 2
-        cores, docs/RESULTS.md section 3); the result equals the general path's within one
-        grey level."""
-        if not hasattr(self.backend, "restore_uint8") or self.model.config.in_channels != 3:
-            return False
-        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-                and image.shape[2] == 3):
-            return False
-        h, w, m = image.shape[0], image.shape[1], self.model.multiple
-        if h % m or w % m or (self.tile is not None and max(h, w) > self.tile + 2 * self.margin):
-            return False
-        if not self.align_grid:
-            return True
-        from .quality import grid_padding, luma  # quality imports this module
-
-        rows, cols = _grid_crop(h, w)
-        return grid_padding(luma(image[rows, cols], "bgr" if bgr else "rgb")) == (0, 0)
 
     @contextmanager
     def _threads(self) -> Iterator[None]:
@@ -262,8 +239,10 @@ class Engine:
         """
         from .quality import grid_padding  # quality imports this module
 
-        rows, cols = _grid_crop(*x.shape[-2:])
-        crop = x[0, :, rows, cols]
+        h, w = x.shape[-2:]
+        top, left = (h - GRID_SAMPLE) // 16 * 8, (w - GRID_SAMPLE) // 16 * 8
+        crop = x[0, :, max(top, 0):max(top, 0) + GRID_SAMPLE,
+                 max(left, 0):max(left, 0) + GRID_SAMPLE]
         weights = x.new_tensor([0.299, 0.587, 0.114] if x.shape[1] == 3 else [1.0])
         y = (crop * weights[:, None, None]).sum(0).mul(255)
         return grid_padding(y.float().cpu().numpy())
@@ -281,13 +260,6 @@ class Engine:
                 out[..., top:bottom, left:right] = piece[..., top - y0:bottom - y0,
                                                          left - x0:right - x0]
         return out
-
-
-def _grid_crop(h: int, w: int) -> tuple[slice, slice]:
-    """The central crop of at most ``GRID_SAMPLE`` pixels a side, starting on multiples of 8,
-    on which the JPEG grid of an ``h`` x ``w`` image is read."""
-    top, left = max((h - GRID_SAMPLE) // 16 * 8, 0), max((w - GRID_SAMPLE) // 16 * 8, 0)
-    return slice(top, top + GRID_SAMPLE), slice(left, left + GRID_SAMPLE)
 
 
 def _openvino_export(model: str | Path | DCSC) -> Path | None:

@@ -174,34 +174,3 @@ def test_every_entry_point_passes_the_backend_on(detector, rgb_image):
     [result] = add_deblocking(load_detector(detector), model, gate=None,
                               backend="openvino").predict(bgr, imgsz=64, verbose=False)
     np.testing.assert_array_equal(result.orig_img, want)
-
-
-def test_openvino_runs_uint8_frames_in_its_graph(rgb_image, monkeypatch):
-    """restore_array on OpenVINO takes the bytes straight into the graph when it can (same
-    result as the float path within one grey level, no torch op), and falls back otherwise:
-    sides not multiples of the unshuffle, a shifted JPEG grid, truncation."""
-    pytest.importorskip("openvino")
-    from dcsc_preproc.engine import tensor_to_array
-
-    engine = Engine(small_model(), backend="openvino", precision="fp32")
-    calls = []
-    real = engine.backend.restore_uint8
-    monkeypatch.setattr(engine.backend, "restore_uint8",
-                        lambda image, bgr: calls.append(image.shape) or real(image, bgr))
-
-    def general(image, bgr, truncate=False):
-        return tensor_to_array(engine._restore(array_to_tensor(image, bgr=bgr)), truncate, bgr)
-
-    frame = jpeg_roundtrip(np.ascontiguousarray(np.tile(rgb_image, (2, 2, 1))[:128, :176]), 20)
-    for bgr in (False, True):
-        image = np.ascontiguousarray(frame[..., ::-1]) if bgr else frame
-        out = engine.restore_array(image, bgr=bgr)
-        assert calls.pop() == image.shape
-        assert np.abs(out.astype(int) - general(image, bgr)).max() <= 1
-    shifted = frame[4:, 4:]  # sides still multiples of 4, the JPEG grid 4 pixels off
-    assert engine._grid_padding(array_to_tensor(np.ascontiguousarray(shifted))) == (4, 4)
-    for image, kwargs in ((frame[:126, :174], {}), (shifted, {}), (frame, {"truncate": True})):
-        image = np.ascontiguousarray(image)
-        out = engine.restore_array(image, **kwargs)
-        assert not calls  # the general path ran
-        np.testing.assert_array_equal(out, general(image, False, kwargs.get("truncate", False)))

@@ -81,34 +81,6 @@ def _nhwc(ov_model):
     return ppp.build()
 
 
-def _uint8_io(ov_model, bgr: bool):
-    """The model on uint8 NHWC images (RGB, or BGR when ``bgr``) in and out: division by 255,
-    colour order, rounding (half to even, as torch), clamping and the uint8 conversion run in
-    the graph."""
-    from openvino import Layout, Type
-    from openvino import opset13 as ops
-    from openvino.preprocess import ColorFormat, PrePostProcessor
-
-    order = ColorFormat.BGR if bgr else ColorFormat.RGB
-
-    def to_bytes(node):
-        scaled = ops.round(ops.multiply(node, np.float32(255)), "half_to_even")
-        clamped = ops.clamp(scaled, 0, 255)
-        if bgr:  # back to the input's order: channels are axis 1 of the model's NCHW output
-            clamped = ops.gather(clamped, ops.constant(np.array([2, 1, 0], np.int64)),
-                                 ops.constant(np.int64(1)))
-        return clamped.output(0)
-
-    ppp = PrePostProcessor(ov_model)
-    ppp.input().tensor().set_element_type(Type.u8).set_layout(Layout("NHWC")).set_color_format(order)
-    ppp.input().model().set_layout(Layout("NCHW"))
-    ppp.input().preprocess().convert_element_type(Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
-    ppp.output().model().set_layout(Layout("NCHW"))
-    ppp.output().postprocess().custom(to_bytes)
-    ppp.output().tensor().set_layout(Layout("NHWC")).set_element_type(Type.u8)
-    return ppp.build()
-
-
 class OpenVINOBackend:
     """A compiled OpenVINO model behind the backend interface (CPU only).
 
@@ -118,15 +90,13 @@ class OpenVINOBackend:
 
     def __init__(self, model, iterations: int, precision: str, threads: int) -> None:
         ov = _require("openvino")
-        self._model = convert(model, iterations) if isinstance(model, DCSC) else model
-        self._config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        ov_model = convert(model, iterations) if isinstance(model, DCSC) else model
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
         if precision in _HINTS:
-            self._config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
-        self._core = ov.Core()
-        self.compiled = self._core.compile_model(_nhwc(self._model.clone()), "CPU", self._config)
+            config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
+        self.compiled = ov.Core().compile_model(_nhwc(ov_model), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self._tensor = ov.Tensor
-        self._uint8: dict[bool, object] = {}  # bgr -> infer request of the uint8 graph
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         nhwc = x.detach().permute(0, 2, 3, 1).contiguous().numpy()
@@ -134,18 +104,6 @@ class OpenVINOBackend:
         self.request.set_output_tensor(self._tensor(out.numpy(), shared_memory=True))
         self.request.infer({0: nhwc}, share_inputs=True)
         return out.permute(0, 3, 1, 2)
-
-    def restore_uint8(self, image: np.ndarray, bgr: bool = False) -> np.ndarray:
-        """De-block a uint8 ``(H, W, 3)`` RGB (``bgr``: BGR) array whose sides are multiples
-        of the model's, with the byte conversions inside the graph: no torch op runs, so
-        torch's OpenMP threads do not spin against OpenVINO's (docs/RESULTS.md section 3).
-        Rounds to nearest and clamps as :func:`~dcsc_preproc.engine.tensor_to_array`."""
-        if bgr not in self._uint8:
-            self._uint8[bgr] = self._core.compile_model(
-                _uint8_io(self._model.clone(), bgr), "CPU", self._config).create_infer_request()
-        request = self._uint8[bgr]
-        request.infer({0: np.ascontiguousarray(image)[None]}, share_inputs=True)
-        return request.get_output_tensor(0).data[0].copy()
 
 
 def calibration_patches(root: str | Path, count: int = 256, size: int = 128,
