@@ -282,38 +282,41 @@ def add_intervals(records: list[dict], results: list[PerImageAP], resamples: int
     weights = resample_weights(len(results[0].image_ids), resamples, seed)
     draws = {id(r): np.array([res.map(w) for w in weights]) for r, res in zip(records, results)}
     by_condition = {(r["quality"], r.get("condition"), r["deblocker"]): r for r in records}
+
+    def references(r: dict) -> tuple[dict | None, dict | None]:
+        """The record's condition without de-blocking, and the clean original (resized or
+        cropped alike for such a condition)."""
+        condition = r.get("condition")
+        reference = condition if geometry(condition, 0) != (1.0, 0, 0) else None
+        return (by_condition.get((r["quality"], condition, None)),
+                by_condition.get((None, reference, None)))
+
+    def share(r: dict, other: dict, base: dict, original: dict) -> tuple:
+        """``(r - other) / (original - base)`` in mAP and its interval over the draws."""
+        loss = original["map"] - base["map"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (draws[id(r)] - draws[id(other)]) / (draws[id(original)] - draws[id(base)])
+        return (r["map"] - other["map"]) / loss if loss else None, interval(ratio)
+
     for r in records:
         r["map_ci"] = interval(draws[id(r)])
-        condition = r.get("condition")
-        base = by_condition.get((r["quality"], condition, None)) if r["deblocker"] else None
-        reference = condition if geometry(condition, 0) != (1.0, 0, 0) else None
-        original = by_condition.get((None, reference, None))
+        base, original = references(r) if r["deblocker"] else (None, None)
         r["delta"] = None if base is None else r["map"] - base["map"]
         r["delta_ci"] = None if base is None else interval(draws[id(r)] - draws[id(base)])
         r["recovered"] = r["recovered_ci"] = None
         if base is not None and original is not None and r["quality"] is not None:
-            loss, loss_draws = original["map"] - base["map"], draws[id(original)] - draws[id(base)]
-            r["recovered"] = r["delta"] / loss if loss else None
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r["recovered_ci"] = interval((draws[id(r)] - draws[id(base)]) / loss_draws)
+            r["recovered"], r["recovered_ci"] = share(r, base, base, original)
     if versus is None:
         return
     for r in records:
         other = by_condition.get((r["quality"], r.get("condition"), versus))
         if r["deblocker"] in (None, versus) or other is None:
             continue
-        difference = draws[id(r)] - draws[id(other)]
         if r["quality"] is None:
-            r["versus_delta"], r["versus_delta_ci"] = r["map"] - other["map"], interval(difference)
-            continue
-        reference = r.get("condition") if geometry(r.get("condition"), 0) != (1.0, 0, 0) else None
-        original = by_condition[(None, reference, None)]
-        base = by_condition[(r["quality"], r.get("condition"), None)]
-        loss = original["map"] - base["map"]
-        r["versus_recovered"] = (r["map"] - other["map"]) / loss if loss else None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r["versus_recovered_ci"] = interval(difference
-                                                / (draws[id(original)] - draws[id(base)]))
+            r["versus_delta"] = r["map"] - other["map"]
+            r["versus_delta_ci"] = interval(draws[id(r)] - draws[id(other)])
+        else:
+            r["versus_recovered"], r["versus_recovered_ci"] = share(r, other, *references(r))
 
 
 def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
