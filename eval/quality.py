@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dcsc_preproc import Engine, QualityGate, estimate_quality
+from eval.detection import read_image_bytes
 from eval.speed import parse_size
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -50,10 +51,6 @@ def encode(image: np.ndarray, quality: int, encoder: str) -> bytes:
     Image.fromarray(image).save(buffer, "JPEG", quality=quality,
                                 subsampling=0 if encoder == "pillow 4:4:4" else 2)
     return buffer.getvalue()
-
-
-def decode(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def evaluate_quality(images: Path = IMAGES, qualities: Sequence[int] = (10, 30, 50, 70, 90),
@@ -73,7 +70,7 @@ def evaluate_quality(images: Path = IMAGES, qualities: Sequence[int] = (10, 30, 
             (truth, estimate, time.perf_counter() - start))
 
     for path in tqdm(files, desc="images", file=sys.stderr):
-        rgb = decode(path.read_bytes())
+        rgb = read_image_bytes(path.read_bytes())
         if size is None:
             truth = estimate_quality(path).quality
             found.setdefault(("original", "tables"), []).append((truth, truth, 0.0))
@@ -83,7 +80,7 @@ def evaluate_quality(images: Path = IMAGES, qualities: Sequence[int] = (10, 30, 
         for encoder in ENCODERS:
             for q in qualities:
                 data = encode(rgb, q, encoder)
-                for source, value in (("tables", data), ("pixels", decode(data))):
+                for source, value in (("tables", data), ("pixels", read_image_bytes(data))):
                     add(f"{encoder} q{q}", source, q, value)
     records = []
     for (condition, source), rows in found.items():
@@ -108,9 +105,9 @@ def alignment_gain(images: Path, model: str, limit: int | None, quality: int = 1
     unaligned, aligned = Engine(model, align_grid=False), Engine(model)
     rows = []
     for i, path in enumerate(tqdm(sorted(Path(images).glob("*.jpg"))[:limit], file=sys.stderr)):
-        rgb = decode(path.read_bytes())
+        rgb = read_image_bytes(path.read_bytes())
         top, left = 1 + i % 7, 1 + 3 * i % 7
-        jpeg = decode(encode(rgb, quality, "pillow 4:2:0"))[top:, left:]
+        jpeg = read_image_bytes(encode(rgb, quality, "pillow 4:2:0"))[top:, left:]
         reference = rgb[top:, left:]
         rows.append([psnr_rgb(x, reference) for x in
                      (jpeg, unaligned.restore_array(jpeg), aligned.restore_array(jpeg))])

@@ -27,15 +27,17 @@ the compilation), ``openvino``/``openvino_fp32``/``onnxruntime``/``auto`` by Eng
 training images under ``--data``: a minute or two per profile). ``--at detector`` also times
 each path as ``add_deblocking(..., at="detector")`` runs it: the frame shrunk to what the
 detector sees at imgsz 640 (bilinear, as ``LetterBox``; the shrink is part of the time) and
-de-blocked there, so its cost stops growing with the source. Records name the ``backend``
-that ran, the ``detector`` and where the frame was de-blocked (``at``). A profile is a shipped name or a weights file, optionally with
-``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can change at inference),
+de-blocked there, so its cost stops growing with the source (MP/s counts source pixels,
+% peak the pixels de-blocked). Records name the ``backend`` that ran, the ``detector`` and
+where the frame was de-blocked (``at``). A profile is a shipped name or a weights file,
+optionally with ``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can change at inference),
 named by :func:`~dcsc_preproc.zoo.model_name` as in the other benchmarks. A shipped name whose
 weights are not installed is timed as a random-init model of its configuration (timing does
 not depend on weights) and the output says so.
 
 The default run (the default model, its default and OpenVINO paths, 640x480 and 1920x1080,
-de-blocked at the source size and at the detector's) takes a few minutes on 2 cores. Every backend at the camera sizes, one run (docs/RESULTS.md):
+de-blocked at the source size and at the detector's) takes a few minutes on 2 cores. Every
+backend at the camera sizes, one run (docs/RESULTS.md):
 
     python -m eval.speed --paths torch openvino openvino_int8 onnxruntime \
         --sizes 640x480 1280x720 1920x1080 3840x2160 --json results/speed_backends.json \
