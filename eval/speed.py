@@ -30,10 +30,10 @@ detector sees at imgsz 640 (bilinear, as ``LetterBox``; the shrink is part of th
 de-blocked there, so its cost stops growing with the source (MP/s counts source pixels,
 % peak the pixels de-blocked). Records name the ``backend`` that ran, the ``detector`` and
 where the frame was de-blocked (``at``). A profile is a shipped name or a weights file,
-optionally with ``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can change at inference),
-named by :func:`~dcsc_preproc.zoo.model_name` as in the other benchmarks. A shipped name whose
-weights are not installed is timed as a random-init model of its configuration (timing does
-not depend on weights) and the output says so.
+optionally with ``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can
+change at inference), named by :func:`~dcsc_preproc.zoo.model_name` as in the other
+benchmarks. A shipped name whose weights are not installed is timed as a random-init model of
+its configuration (timing does not depend on weights) and the output says so.
 
 The default run (the default model, its default and OpenVINO paths, 640x480 and 1920x1080,
 de-blocked at the source size and at the detector's) takes a few minutes on 2 cores. Every
