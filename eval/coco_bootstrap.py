@@ -104,7 +104,7 @@ def resample_weights(n_images: int, n_resamples: int, seed: int = 0) -> np.ndarr
     Example:
         >>> w = resample_weights(5, 3)
         >>> w.shape, w.sum(axis=1).tolist()
-        ((3, 5), [5, 5, 5])
+        ((3, 5), [5.0, 5.0, 5.0])
     """
     rng = np.random.default_rng(seed)
     draws = rng.integers(n_images, size=(n_resamples, n_images))
