@@ -25,10 +25,8 @@ MIN_SIZE = 8
 #: only bound memory, and each one recomputes its overlap with its neighbours (512-pixel
 #: tiles made dcsc-fast 1.35x slower on 1080p frames, docs/RESULTS.md section 3).
 DEFAULT_TILE = 2048
-#: Side of the central crop on which ``align_grid`` reads the JPEG grid's offset: on 750
-#: shifted coco_train JPEGs (q10-90) 256 px found 98.5% of the shifts (none wrong) in 0.5 ms,
-#: 512 px 98.9% in 1.6 ms (``python -m eval.quality --grid-windows``, docs/RESULTS.md).
-GRID_SAMPLE = 256
+#: Side of the central crop on which ``align_grid`` reads the JPEG grid's offset.
+GRID_SAMPLE = 512
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -188,26 +186,10 @@ class Engine:
 
         ``bgr=True`` takes and returns OpenCV's BGR order (the flip is done on the device, on
         bytes). Rounds to nearest; ``truncate=True`` floors, as the DCSC authors' test code.
-        A frame that runs whole and needs no padding goes to the backend's own bytes path
-        when it has one (OpenVINO: NumPy around the compiled model, no torch op at all).
         """
-        check_array(image)
-        grid = self._array_grid(image, bgr) if self.align_grid else (0, 0)
         with self._threads():  # the conversions too: on a busy machine they starve otherwise
-            restore_bytes = getattr(self.backend, "restore_bytes", None)
-            if restore_bytes is not None and grid == (0, 0) and self._runs_whole(image):
-                return restore_bytes(image, truncate, bgr)
             x = array_to_tensor(image, self.device, bgr)
-            return tensor_to_array(self._restore(x, grid), truncate, bgr)
-
-    def _runs_whole(self, image: np.ndarray) -> bool:
-        """Whether ``image`` goes to the backend as it is: the model's channel count, sides
-        multiples of its unshuffle, and no tiling."""
-        h, w = image.shape[:2]
-        channels = 1 if image.ndim == 2 else image.shape[2]
-        m = self.model.multiple
-        return (channels == self.model.config.in_channels and h % m == 0 and w % m == 0
-                and (self.tile is None or max(h, w) <= self.tile + 2 * self.margin))
+            return tensor_to_array(self._restore(x), truncate, bgr)
 
     @contextmanager
     def _threads(self) -> Iterator[None]:
@@ -219,25 +201,22 @@ class Engine:
         finally:
             torch.set_num_threads(previous)
 
-    def _restore(self, y: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-        """Colour handling around :meth:`_run` on a float32 batch on the device (not clamped);
-        ``grid``: the grid padding if already known."""
+    def _restore(self, y: torch.Tensor) -> torch.Tensor:
+        """Colour handling around :meth:`_run` on a float32 batch on the device (not clamped)."""
         channels = self.model.config.in_channels
         if channels == 1 and y.shape[1] == 3:
             ycc = rgb_to_ycbcr(y, self.model.config.colour)
-            ycc = torch.cat([self._run(ycc[:, :1], grid), ycc[:, 1:]], dim=1)
+            ycc = torch.cat([self._run(ycc[:, :1]), ycc[:, 1:]], dim=1)
             return ycbcr_to_rgb(ycc, self.model.config.colour)
         if channels == 3 and y.shape[1] == 1:
-            return self._run(y.expand(-1, 3, -1, -1), grid).mean(dim=1, keepdim=True)
-        return self._run(y, grid)
+            return self._run(y.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+        return self._run(y)
 
-    def _run(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         """Pad (top and left: to align a shifted JPEG grid; bottom and right: to the model's
         multiple), run whole or tiled, crop back."""
         h, w = x.shape[-2:]
-        if grid is None:
-            grid = self._grid_padding(x) if self.align_grid else (0, 0)
-        top, left = grid
+        top, left = self._grid_padding(x) if self.align_grid else (0, 0)
         m = self.model.multiple
         pad_h, pad_w = -(h + top) % m, -(w + left) % m
         if top or left or pad_h or pad_w:
@@ -251,22 +230,22 @@ class Engine:
     @staticmethod
     def _grid_padding(x: torch.Tensor) -> tuple[int, int]:
         """Rows and columns to add at the top and left so that the 8x8 JPEG grid of the
-        batch's first image (:func:`~dcsc_preproc.quality.grid_padding`) starts at (0, 0),
-        read on its :func:`grid_window`: only that crop's luma crosses to the host."""
+        batch's first image (:func:`~dcsc_preproc.quality.grid_padding`) starts at (0, 0).
+
+        The grid is one offset for the whole image, so it is read on a central crop of at
+        most ``GRID_SAMPLE`` pixels a side starting on a multiple of 8: the cost stays flat as
+        frames grow (the whole 1080p frame cost about a tenth of the call) and only that
+        crop's luma crosses to the host.
+        """
         from .quality import grid_padding  # quality imports this module
 
-        rows, cols = grid_window(*x.shape[-2:])
+        h, w = x.shape[-2:]
+        top, left = (h - GRID_SAMPLE) // 16 * 8, (w - GRID_SAMPLE) // 16 * 8
+        crop = x[0, :, max(top, 0):max(top, 0) + GRID_SAMPLE,
+                 max(left, 0):max(left, 0) + GRID_SAMPLE]
         weights = x.new_tensor([0.299, 0.587, 0.114] if x.shape[1] == 3 else [1.0])
-        y = (x[0, :, rows, cols] * weights[:, None, None]).sum(0).mul(255)
+        y = (crop * weights[:, None, None]).sum(0).mul(255)
         return grid_padding(y.float().cpu().numpy())
-
-    @staticmethod
-    def _array_grid(image: np.ndarray, bgr: bool) -> tuple[int, int]:
-        """:meth:`_grid_padding` of a uint8 frame, read on the bytes (NumPy, no torch op)."""
-        from .quality import grid_padding, luma
-
-        rows, cols = grid_window(*image.shape[:2])
-        return grid_padding(luma(image[rows, cols], "bgr" if bgr else "rgb"))
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)
@@ -283,20 +262,6 @@ class Engine:
         return out
 
 
-def grid_window(h: int, w: int, side: int = GRID_SAMPLE) -> tuple[slice, slice]:
-    """The central crop of an ``h`` x ``w`` image on which its JPEG grid is read: at most
-    ``side`` pixels a side, starting on a multiple of 8. The grid is one offset for
-    the whole image, so the cost stays flat as frames grow (the whole 1080p frame cost about
-    a tenth of the call).
-
-    Example:
-        >>> grid_window(1080, 1920)
-        (slice(408, 664, None), slice(832, 1088, None))
-    """
-    top, left = max((h - side) // 16 * 8, 0), max((w - side) // 16 * 8, 0)
-    return slice(top, top + side), slice(left, left + side)
-
-
 def _openvino_export(model: str | Path | DCSC) -> Path | None:
     """``model`` as an OpenVINO export folder (``dcsc-preproc export --openvino``), or None."""
     if isinstance(model, DCSC) or not Path(model).is_dir():
@@ -307,15 +272,6 @@ def _openvino_export(model: str | Path | DCSC) -> Path | None:
         raise ValueError(f"{model} is a folder but not an OpenVINO export of dcsc-preproc "
                          "(dcsc-preproc export --openvino DIR)")
     return Path(model)
-
-
-def check_array(image: np.ndarray) -> None:
-    """Raise unless ``image`` is a uint8 ``(H, W)`` or ``(H, W, C)`` NumPy array."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 numpy array, got {type(image).__name__} "
-                        f"{getattr(image, 'dtype', '')}")
-    if image.ndim not in (2, 3):
-        raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
 
 
 def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
@@ -333,7 +289,11 @@ def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
         >>> tuple(x.shape), x.max().item(), x.is_contiguous(memory_format=torch.channels_last)
         ((1, 3, 2, 3), 1.0, True)
     """
-    check_array(image)
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 numpy array, got {type(image).__name__} "
+                        f"{getattr(image, 'dtype', '')}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
     device = torch.device(device or "cpu")
     if any(s < 0 for s in image.strides) or not image.flags.writeable:
         image = image.copy()

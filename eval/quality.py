@@ -15,12 +15,6 @@ no longer apply: no ``original`` rows). ``ms`` is the median time of one estimat
 ``--alignment MODEL`` measures instead what a shifted grid costs a de-blocker: each image at
 q10, cropped by 1-7 rows and columns, restored with ``Engine(align_grid=False)`` and with the
 default grid alignment; RGB PSNR against the original cropped alike.
-
-``--grid-windows SIDE ...`` measures how large a central window the Engine's grid search
-(:func:`~dcsc_preproc.engine.grid_window`) needs: each image at each quality (Pillow 4:2:0),
-cropped by a random 0-7 rows and columns (seeded), read on each window side: the share whose
-shift is found, found wrong, or missed (no grid seen), and the median ms. Choose it on
-training images (``--images ../shared/data/coco_train/images``), not on coco_dev.
 """
 
 from __future__ import annotations
@@ -40,8 +34,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from dcsc_preproc import Engine, QualityGate, estimate_quality
-from dcsc_preproc.engine import grid_window
-from dcsc_preproc.quality import grid_padding, luma
 from eval.detection import read_image_bytes
 from eval.speed import parse_size
 
@@ -124,31 +116,6 @@ def alignment_gain(images: Path, model: str, limit: int | None, quality: int = 1
             "unaligned_gain_db": plain - jpeg, "aligned_gain_db": fixed - jpeg}
 
 
-def grid_accuracy(images: Path, sides: Sequence[int], qualities: Sequence[int],
-                  limit: int | None, seed: int = 0) -> list[dict]:
-    """One record per window side: shares of shifted JPEGs whose grid padding is found, found
-    wrong and missed, and the median ms of one search."""
-    rng = np.random.default_rng(seed)
-    outcomes: dict[int, list[tuple[str, float]]] = {side: [] for side in sides}
-    for path in tqdm(sorted(Path(images).glob("*.jpg"))[:limit], file=sys.stderr):
-        rgb = read_image_bytes(path.read_bytes())
-        for q in qualities:
-            top, left = (int(v) for v in rng.integers(0, 8, 2))
-            jpeg = read_image_bytes(encode(rgb, q, "pillow 4:2:0"))[top:, left:]
-            for side in sides:
-                rows, cols = grid_window(*jpeg.shape[:2], side)
-                start = time.perf_counter()
-                found = grid_padding(luma(jpeg[rows, cols]))
-                seconds = time.perf_counter() - start
-                outcome = ("found" if found == (top, left) else
-                           "missed" if found == (0, 0) else "wrong")
-                outcomes[side].append((outcome, seconds))
-    return [{"side": side, "jpegs": len(rows),
-             **{k: sum(o == k for o, _ in rows) / len(rows) for k in ("found", "wrong", "missed")},
-             "ms": 1000 * float(np.median([t for _, t in rows]))}
-            for side, rows in outcomes.items()]
-
-
 def markdown_table(records: list[dict]) -> str:
     lines = ["| condition | from | images | mean abs error | max abs error | within 1 | within 3 | "
              "estimates | gate de-blocks | ms |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -169,14 +136,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--alignment", metavar="MODEL",
                         help="measure the grid-alignment gain of this de-blocker instead")
-    parser.add_argument("--grid-windows", type=int, nargs="+", metavar="SIDE",
-                        help="measure the grid search on central windows of these sides instead")
     parser.add_argument("--size", type=parse_size, metavar="WxH",
                         help="resize each image to this frame size before encoding it")
     args = parser.parse_args(argv)
-    if args.alignment or args.grid_windows:
-        result = (alignment_gain(args.images, args.alignment, args.limit) if args.alignment else
-                  grid_accuracy(args.images, args.grid_windows, args.qualities, args.limit))
+    if args.alignment:
+        result = alignment_gain(args.images, args.alignment, args.limit)
         print(json.dumps(result, indent=2))
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

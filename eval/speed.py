@@ -10,8 +10,7 @@ own time (Ultralytics ``predict``, imgsz 640, on the same BGR uint8 frame, after
 call that builds the predictor), timed in alternation with the de-blocker's calls, and the
 median of the per-call ratios de-blocker / detector, which holds when the machine's load
 changes during a run; ``model share`` is the part of each de-blocking call spent in the
-network itself (CPU), the rest being the Engine's conversions and grid search (OpenVINO's
-bytes path, ``restore_bytes``, counts whole, its NumPy conversions included). ``--detector`` is
+network itself (CPU), the rest being the Engine's conversions. ``--detector`` is
 a ``.pt`` file or an Ultralytics export folder; on the CPU the default is the official INT8
 OpenVINO export of YOLOv8n, what users deploy there.
 
@@ -151,19 +150,12 @@ class BackendTimer:
     def __init__(self, engine: Engine) -> None:
         self.backend, self.seconds = engine.backend, 0.0
         engine.backend = self
-        if hasattr(self.backend, "restore_bytes"):  # timed whole: its conversions included
-            self.restore_bytes = self._timed(self.backend.restore_bytes)
-
-    def _timed(self, fn: Callable) -> Callable:
-        def timed(*args):
-            start = time.perf_counter()
-            out = fn(*args)
-            self.seconds += time.perf_counter() - start
-            return out
-        return timed
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self._timed(self.backend)(x)
+        start = time.perf_counter()
+        out = self.backend(x)
+        self.seconds += time.perf_counter() - start
+        return out
 
 
 def deblock_call(engine: Engine, frame: np.ndarray, at: str) -> Callable[[], np.ndarray]:

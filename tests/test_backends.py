@@ -48,42 +48,6 @@ def test_fp32_parity(backend, unshuffle, rgb_image):
                           engine.restore_array(rgb_image[..., ::-1])[..., ::-1])
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_openvino_bytes_path_gives_the_float_paths_bytes(channels, rgb_image, monkeypatch):
-    """Whole frames (sides multiples of 4, grid at (0, 0)) go through the backend's NumPy
-    bytes path: the same bytes as the torch conversions around the same compiled model, for
-    both colour orders and both roundings; anything else takes the float path."""
-    pytest.importorskip("openvino")
-    from dcsc_preproc.backends.openvino import OpenVINOBackend
-    from dcsc_preproc.engine import tensor_to_array
-
-    torch.manual_seed(0)
-    model = DCSC(in_channels=channels, unshuffle=4, dilated_features=8, features=16,
-                 iterations=3).eval()
-    engine = Engine(model, device="cpu", precision="fp32", backend="openvino")
-    calls = []
-    real = OpenVINOBackend.restore_bytes
-    monkeypatch.setattr(OpenVINOBackend, "restore_bytes",
-                        lambda self, *a: calls.append(a) or real(self, *a))
-    frame = rgb_image[:64, :88] if channels == 3 else rgb_image[:64, :88, 1]
-    before = frame.copy()
-    for bgr in (False, True) if channels == 3 else (False,):
-        for truncate in (False, True):
-            x = array_to_tensor(frame, bgr=bgr)
-            expected = tensor_to_array(engine._restore(x, (0, 0)), truncate, bgr)
-            out = engine.restore_array(frame, truncate=truncate, bgr=bgr)
-            assert out.shape == frame.shape and out.flags.c_contiguous
-            assert np.array_equal(out, expected)
-            assert not np.array_equal(out, frame)  # the network did something
-    assert len(calls) == (4 if channels == 3 else 2) and np.array_equal(frame, before)
-    engine.restore_array(rgb_image if channels == 3 else rgb_image[..., 0])  # 70x90: padded
-    assert len(calls) == (4 if channels == 3 else 2)
-    if channels == 3:  # the tensor path and the bytes path share one infer request
-        for size in (32, 64, 48):
-            engine(torch.rand(1, 3, size, size))
-            engine.restore_array(frame)
-
-
 def test_openvino_bf16_parity(rgb_image):
     pytest.importorskip("openvino")
     model = small_model()

@@ -105,24 +105,6 @@ class OpenVINOBackend:
         self.request.infer({0: nhwc}, share_inputs=True)
         return out.permute(0, 3, 1, 2)
 
-    def restore_bytes(self, image: np.ndarray, truncate: bool, bgr: bool) -> np.ndarray:
-        """A whole uint8 ``(H, W[, C])`` frame (sides multiples of the model's unshuffle) to a
-        new restored uint8 array, in NumPy only: the same conversions and rounding as the
-        Engine's torch path (true division by 255, round half to even or floor, clamp), so
-        the same bytes, without waking torch's OpenMP threads, whose spinning on 2 cores
-        slowed OpenVINO's own threads (docs/RESULTS.md, issue 12)."""
-        frame = image[..., None] if image.ndim == 2 else image
-        frame = frame[..., ::-1] if bgr else frame
-        x = np.divide(frame[None], 255, dtype=np.float32)
-        out = np.empty(x.shape, np.float32)  # its own buffer: the request keeps no stale one
-        self.request.set_output_tensor(self._tensor(out, shared_memory=True))
-        self.request.infer({0: x}, share_inputs=True)
-        out *= 255
-        (np.floor if truncate else np.rint)(out, out=out)
-        a = np.clip(out[0], 0, 255, out=out[0]).astype(np.uint8)
-        a = a[..., ::-1] if bgr else a
-        return np.ascontiguousarray(a[..., 0] if image.ndim == 2 else a)
-
 
 def calibration_patches(root: str | Path, count: int = 256, size: int = 128,
                         qualities: Sequence[int] = (10, 20, 30), seed: int = 0,
