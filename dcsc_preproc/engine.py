@@ -189,6 +189,9 @@ class Engine:
         """
         with self._threads():  # the conversions too: on a busy machine they starve otherwise
             x = array_to_tensor(image, self.device, bgr)
+            if min(x.shape[-2:]) < MIN_SIZE:  # as check_image_tensor
+                raise ValueError(f"image {x.shape[-1]}x{x.shape[-2]} is smaller than the "
+                                 f"{MIN_SIZE}x{MIN_SIZE} minimum (one JPEG block)")
             return tensor_to_array(self._restore(x), truncate, bgr)
 
     @contextmanager
@@ -294,6 +297,9 @@ def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
                         f"{getattr(image, 'dtype', '')}")
     if image.ndim not in (2, 3):
         raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
+    if image.ndim == 3 and image.shape[2] not in (1, 3):
+        raise ValueError(f"expected 1 (gray/Y) or 3 (RGB/BGR) channels, got {image.shape[2]}"
+                         + (" (drop alpha first)" if image.shape[2] == 4 else ""))
     device = torch.device(device or "cpu")
     if any(s < 0 for s in image.strides) or not image.flags.writeable:
         image = image.copy()

@@ -94,6 +94,19 @@ def test_bad_input(bad, error, match):
         Engine(DCSC(iterations=1))(bad)
 
 
+@pytest.mark.parametrize("bad,error,match", [
+    (np.zeros((16, 16, 3), np.float32), TypeError, "uint8"),
+    (np.zeros((16, 16, 4), np.uint8), ValueError, "drop alpha"),
+    (np.zeros((16, 16, 2), np.uint8), ValueError, "channels"),
+    (np.zeros((0, 0, 3), np.uint8), ValueError, "smaller than"),
+    (np.zeros((7, 16), np.uint8), ValueError, "smaller than"),
+])
+def test_bad_arrays(bad, error, match):
+    """restore_array names the problem before any backend sees the frame."""
+    with pytest.raises(error, match=match):
+        Engine(DCSC(iterations=1)).restore_array(bad)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="precision"):
         Engine(DCSC(iterations=1), precision="int4")
