@@ -38,12 +38,19 @@ def check_image_tensor(x: torch.Tensor) -> None:
         raise TypeError(f"expected a float tensor in [0, 1], got dtype {x.dtype}")
     if x.dim() != 4:
         raise ValueError(f"expected shape (N, C, H, W), got {tuple(x.shape)}")
-    if x.shape[1] not in (1, 3):
-        raise ValueError(f"expected 1 (gray/Y) or 3 (RGB) channels, got {x.shape[1]}")
-    if min(x.shape[-2:]) < MIN_SIZE:
-        raise ValueError(f"image {x.shape[-1]}x{x.shape[-2]} is smaller than the "
-                         f"{MIN_SIZE}x{MIN_SIZE} minimum (one JPEG block)")
+    check_image_shape(*x.shape[1:])
     check_finite(x)
+
+
+def check_image_shape(channels: int, height: int, width: int) -> None:
+    """Raise a clear error unless an image has 1 or 3 channels and sides of at least
+    ``MIN_SIZE`` (what the tensor and the uint8 paths both need)."""
+    if channels not in (1, 3):
+        raise ValueError(f"expected 1 (gray/Y) or 3 (RGB) channels, got {channels}"
+                         + (" (drop alpha first)" if channels == 4 else ""))
+    if min(height, width) < MIN_SIZE:
+        raise ValueError(f"image {width}x{height} is smaller than the "
+                         f"{MIN_SIZE}x{MIN_SIZE} minimum (one JPEG block)")
 
 
 def check_finite(x: torch.Tensor) -> None:
@@ -189,9 +196,7 @@ class Engine:
         """
         with self._threads():  # the conversions too: on a busy machine they starve otherwise
             x = array_to_tensor(image, self.device, bgr)
-            if min(x.shape[-2:]) < MIN_SIZE:  # as check_image_tensor
-                raise ValueError(f"image {x.shape[-1]}x{x.shape[-2]} is smaller than the "
-                                 f"{MIN_SIZE}x{MIN_SIZE} minimum (one JPEG block)")
+            check_image_shape(*x.shape[1:])
             return tensor_to_array(self._restore(x), truncate, bgr)
 
     @contextmanager
@@ -297,9 +302,6 @@ def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
                         f"{getattr(image, 'dtype', '')}")
     if image.ndim not in (2, 3):
         raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
-    if image.ndim == 3 and image.shape[2] not in (1, 3):
-        raise ValueError(f"expected 1 (gray/Y) or 3 (RGB/BGR) channels, got {image.shape[2]}"
-                         + (" (drop alpha first)" if image.shape[2] == 4 else ""))
     device = torch.device(device or "cpu")
     if any(s < 0 for s in image.strides) or not image.flags.writeable:
         image = image.copy()
