@@ -73,6 +73,7 @@ from dcsc_preproc import (QualityGate, encode_jpeg, get_deblocker, model_name,  
 from dcsc_preproc.baselines import BASELINES  # noqa: E402
 from dcsc_preproc.zoo import resolve_source  # noqa: E402
 from eval.coco_bootstrap import PerImageAP, interval, resample_weights  # noqa: E402
+from eval.common import read_image_bytes  # noqa: E402
 from pipelines.yolo import PLACES, load_detector, shrink_for_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -159,11 +160,6 @@ def degrade(image: np.ndarray, quality: int, condition: str | None, image_id: in
 def mixed_quality(image_id: int) -> int:
     """The ``mixed`` condition's quality of an image: 10-95, seeded by its id."""
     return int(np.random.default_rng(image_id).integers(10, 96))
-
-
-def read_image_bytes(data: bytes) -> np.ndarray:
-    """Decode to uint8 RGB with Pillow (gray files get three equal channels)."""
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).copy()
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -34,8 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dcsc_preproc import Engine, QualityGate, estimate_quality
-from eval.detection import read_image_bytes
-from eval.speed import parse_size
+from eval.common import parse_size, read_image_bytes
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 IMAGES = SHARED / "data" / "coco_dev" / "images"

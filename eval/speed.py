@@ -82,6 +82,7 @@ from dcsc_preproc import (DCSC, DEFAULT_MODEL, MODELS, DCSCConfig, Engine,  # no
 from dcsc_preproc.backends import is_installed  # noqa: E402
 from dcsc_preproc.engine import DEFAULT_TILE, machine, resolve_precision  # noqa: E402
 from dcsc_preproc.zoo import split_iterations  # noqa: E402
+from eval.common import parse_size  # noqa: E402
 from pipelines.yolo import PLACES, letterbox_size, load_detector, shrink_for_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -386,15 +387,6 @@ def plot(records: list[dict], path: str | Path) -> None:
     ax.legend(fontsize=8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"640x480"`` -> ``(640, 480)`` (width, height)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
-    return w, h
 
 
 def main(argv: Sequence[str] | None = None) -> None:

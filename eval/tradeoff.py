@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
 from eval.restoration import JPEG, SETS
-from eval.speed import parse_size
+from eval.common import parse_size
 
 
 @dataclass(frozen=True)
