@@ -197,7 +197,8 @@ class Engine:
         with self._threads():  # the conversions too: on a busy machine they starve otherwise
             x = array_to_tensor(image, self.device, bgr)
             check_image_shape(*x.shape[1:])
-            return tensor_to_array(self._restore(x), truncate, bgr)
+            grid = self._array_grid(image, bgr) if self.align_grid else (0, 0)
+            return tensor_to_array(self._restore(x, grid), truncate, bgr)
 
     @contextmanager
     def _threads(self) -> Iterator[None]:
@@ -209,22 +210,25 @@ class Engine:
         finally:
             torch.set_num_threads(previous)
 
-    def _restore(self, y: torch.Tensor) -> torch.Tensor:
-        """Colour handling around :meth:`_run` on a float32 batch on the device (not clamped)."""
+    def _restore(self, y: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Colour handling around :meth:`_run` on a float32 batch on the device (not clamped);
+        ``grid``: the grid padding when the caller has read it already."""
         channels = self.model.config.in_channels
         if channels == 1 and y.shape[1] == 3:
             ycc = rgb_to_ycbcr(y, self.model.config.colour)
-            ycc = torch.cat([self._run(ycc[:, :1]), ycc[:, 1:]], dim=1)
+            ycc = torch.cat([self._run(ycc[:, :1], grid), ycc[:, 1:]], dim=1)
             return ycbcr_to_rgb(ycc, self.model.config.colour)
         if channels == 3 and y.shape[1] == 1:
-            return self._run(y.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
-        return self._run(y)
+            return self._run(y.expand(-1, 3, -1, -1), grid).mean(dim=1, keepdim=True)
+        return self._run(y, grid)
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad (top and left: to align a shifted JPEG grid; bottom and right: to the model's
-        multiple), run whole or tiled, crop back."""
+    def _run(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Pad (top and left: to align a shifted JPEG grid, read here unless ``grid`` gives
+        it; bottom and right: to the model's multiple), run whole or tiled, crop back."""
         h, w = x.shape[-2:]
-        top, left = self._grid_padding(x) if self.align_grid else (0, 0)
+        if grid is None:
+            grid = self._grid_padding(x) if self.align_grid else (0, 0)
+        top, left = grid
         m = self.model.multiple
         pad_h, pad_w = -(h + top) % m, -(w + left) % m
         if top or left or pad_h or pad_w:
@@ -238,22 +242,25 @@ class Engine:
     @staticmethod
     def _grid_padding(x: torch.Tensor) -> tuple[int, int]:
         """Rows and columns to add at the top and left so that the 8x8 JPEG grid of the
-        batch's first image (:func:`~dcsc_preproc.quality.grid_padding`) starts at (0, 0).
-
-        The grid is one offset for the whole image, so it is read on a central crop of at
-        most ``GRID_SAMPLE`` pixels a side starting on a multiple of 8: the cost stays flat as
-        frames grow (the whole 1080p frame cost about a tenth of the call) and only that
-        crop's luma crosses to the host.
-        """
+        batch's first image (:func:`~dcsc_preproc.quality.grid_padding`) starts at (0, 0),
+        read on its :func:`grid_window`: only that crop's luma crosses to the host."""
         from .quality import grid_padding  # quality imports this module
 
-        h, w = x.shape[-2:]
-        top, left = (h - GRID_SAMPLE) // 16 * 8, (w - GRID_SAMPLE) // 16 * 8
-        crop = x[0, :, max(top, 0):max(top, 0) + GRID_SAMPLE,
-                 max(left, 0):max(left, 0) + GRID_SAMPLE]
+        rows, cols = grid_window(*x.shape[-2:])
         weights = x.new_tensor([0.299, 0.587, 0.114] if x.shape[1] == 3 else [1.0])
-        y = (crop * weights[:, None, None]).sum(0).mul(255)
+        y = (x[0, :, rows, cols] * weights[:, None, None]).sum(0).mul(255)
         return grid_padding(y.float().cpu().numpy())
+
+    @staticmethod
+    def _array_grid(image: np.ndarray, bgr: bool) -> tuple[int, int]:
+        """:meth:`_grid_padding` of a uint8 frame, read on its bytes with NumPy: no torch op,
+        and a third of the time at 640x480 (docs/RESULTS.md section 3)."""
+        from .quality import grid_padding, luma
+
+        rows, cols = grid_window(*image.shape[:2])
+        crop = image[rows, cols]
+        crop = crop[..., 0] if crop.ndim == 3 and crop.shape[2] == 1 else crop
+        return grid_padding(luma(crop, "bgr" if bgr else "rgb"))
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)
@@ -268,6 +275,20 @@ class Engine:
                 out[..., top:bottom, left:right] = piece[..., top - y0:bottom - y0,
                                                          left - x0:right - x0]
         return out
+
+
+def grid_window(h: int, w: int, side: int = GRID_SAMPLE) -> tuple[slice, slice]:
+    """The central crop of an ``h`` x ``w`` image on which its JPEG grid is read: at most
+    ``side`` pixels a side, starting on a multiple of 8. The grid is one offset for the whole
+    image, so the cost stays flat as frames grow (the whole 1080p frame cost about a tenth
+    of the call).
+
+    Example:
+        >>> grid_window(1080, 1920)
+        (slice(280, 792, None), slice(704, 1216, None))
+    """
+    top, left = max((h - side) // 16 * 8, 0), max((w - side) // 16 * 8, 0)
+    return slice(top, top + side), slice(left, left + side)
 
 
 def _openvino_export(model: str | Path | DCSC) -> Path | None:

@@ -160,6 +160,29 @@ def test_engine_aligns_a_shifted_grid(photo: np.ndarray) -> None:
                                   Engine(model, align_grid=False).restore_array(decoded))
 
 
+@pytest.mark.parametrize("layout", ["rgb", "bgr", "gray"])
+def test_frames_and_tensors_align_the_same_grid(photo: np.ndarray, layout: str) -> None:
+    """``restore_array`` reads the grid on the frame's bytes, the tensor path on the float
+    image: a cropped JPEG gets the same shift and so the same pixels from both, in every
+    layout a frame comes in (RGB, OpenCV's BGR, gray)."""
+    from dcsc_preproc.engine import array_to_tensor, tensor_to_array
+
+    torch.manual_seed(0)
+    model = DCSC(in_channels=3, dilated_features=4, features=8, iterations=1, unshuffle=4)
+    image = photo.mean(-1).astype(np.uint8) if layout == "gray" else photo
+    cropped = decode(pillow_jpeg(image, 15))[3:, 6:]
+    cropped = np.ascontiguousarray(cropped[..., 0]) if layout == "gray" else cropped
+    engine = Engine(model)
+    frame = np.ascontiguousarray(cropped[..., ::-1]) if layout == "bgr" else cropped
+    from_bytes = engine.restore_array(frame, bgr=layout == "bgr")
+    from_bytes = from_bytes[..., ::-1] if layout == "bgr" else from_bytes
+    from_tensor = tensor_to_array(engine(array_to_tensor(cropped)))
+    diff = np.abs(from_bytes.astype(int) - from_tensor)
+    assert diff.max() <= 1 and diff.mean() < 0.01  # float rounding only
+    unaligned = Engine(model, align_grid=False).restore_array(cropped)
+    assert np.abs(unaligned.astype(int) - from_tensor).mean() > 0.5  # the shift was applied
+
+
 def test_eval_quality_records(shared: Path) -> None:
     from eval.quality import evaluate_quality, markdown_table
 
