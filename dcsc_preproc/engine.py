@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -310,8 +311,9 @@ def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
     The bytes go to ``device`` before the float conversion (a quarter of the transfer; on
     CUDA through a pinned buffer, without waiting), ``bgr=True`` reverses the channels there,
     and one conversion writes the float tensor in channels_last layout (the layout of the
-    array, and the one the networks run in). Arrays with negative strides (flipped views)
-    are copied first, as torch cannot view them.
+    array, and the one the networks run in). On the CPU, NumPy and OpenCV do it (see
+    :func:`_cpu_array_to_tensor`). Arrays with negative strides (flipped views) are copied
+    first on other devices, as torch cannot view them.
 
     Example:
         >>> x = array_to_tensor(np.full((2, 3, 3), 255, np.uint8))
@@ -324,6 +326,8 @@ def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
     if image.ndim not in (2, 3):
         raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
     device = torch.device(device or "cpu")
+    if device.type == "cpu":
+        return _cpu_array_to_tensor(image, bgr)
     if any(s < 0 for s in image.strides) or not image.flags.writeable:
         image = image.copy()
     t = torch.from_numpy(image)
@@ -343,8 +347,11 @@ def tensor_to_array(x: torch.Tensor, truncate: bool = False, bgr: bool = False) 
     Scaling (one new float tensor; ``x`` is left as it is), rounding and clamping in place,
     the uint8 conversion, the ``bgr`` channel reversal and any transposition run on ``x``'s
     device, so only the uint8 result crosses to the host (on CUDA through a pinned buffer,
-    with one synchronisation). A channels_last ``x`` needs no transposing copy at all.
+    with one synchronisation; on the CPU in NumPy and OpenCV). A channels_last ``x`` needs
+    no transposing copy at all.
     """
+    if x.device.type == "cpu":
+        return _cpu_tensor_to_array(x, truncate, bgr)
     scaled = x[0].permute(1, 2, 0).mul(255)
     scaled = scaled.floor_() if truncate else scaled.round_()
     a = scaled.clamp_(0, 255).to(torch.uint8)
@@ -355,4 +362,36 @@ def tensor_to_array(x: torch.Tensor, truncate: bool = False, bgr: bool = False) 
         torch.cuda.current_stream(a.device).synchronize()
         a = host
     a = a.numpy()
+    return a[..., 0] if a.shape[2] == 1 else a
+
+
+# On the CPU the two conversions run in NumPy and OpenCV, not torch: after each parallel
+# region torch's OpenMP threads spin for a while, and on a 2-core machine that spinning takes
+# the second core from the backend that runs next (an OpenVINO INT8 640x480 call took 20%
+# longer with torch conversions around it, docs/RESULTS.md section 3). Same values as torch.
+
+def _cpu_array_to_tensor(image: np.ndarray, bgr: bool) -> torch.Tensor:
+    """:func:`array_to_tensor` on the CPU: NumPy writes a new channels_last tensor (torch
+    owns the memory, so the tensor can go anywhere a tensor goes: DataLoader workers too)."""
+    image = image[..., None] if image.ndim == 2 else image
+    if bgr and image.shape[2] == 3:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB)
+    h, w, c = image.shape
+    x = torch.empty((1, c, h, w), dtype=torch.float32, memory_format=torch.channels_last)
+    # true division, as torch's: the same floats
+    np.divide(image, np.float32(255), out=x[0].permute(1, 2, 0).numpy())
+    return x
+
+
+def _cpu_tensor_to_array(x: torch.Tensor, truncate: bool, bgr: bool) -> np.ndarray:
+    """:func:`tensor_to_array` on the CPU. OpenCV's scaling rounds half to even and
+    saturates, as torch's ``round_`` and ``clamp_``; ``x`` is left as it is."""
+    a = np.ascontiguousarray(x[0].permute(1, 2, 0).float().numpy())
+    if truncate:
+        a = np.clip(np.floor(a * 255), 0, 255).astype(np.uint8)
+    else:
+        a = cv2.convertScaleAbs(np.maximum(a, 0), alpha=255.0)  # |.| after max(., 0): none
+    a = a.reshape(x.shape[2], x.shape[3], x.shape[1])
+    if bgr and a.shape[2] == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
     return a[..., 0] if a.shape[2] == 1 else a

@@ -75,6 +75,35 @@ def test_auto_prefers_openvino_and_falls_back(monkeypatch, caplog):
     assert Engine(model, device="cpu", backend="auto").backend_name == "torch"
 
 
+def test_engines_going_out_of_order_leave_signals_working(tmp_path):
+    """Two OpenVINO Engines released in the order they were built, then a signal on the main
+    thread (SIGCHLD and SIGUSR1, handled by Python on its alternate stack). With one
+    ``openvino.Core`` per backend the CPU plugin left the thread's signal stack pointing at
+    unmapped memory and the signal killed the process (SIGSEGV); run in a child process so
+    that such a crash fails this test instead of ending the suite."""
+    import subprocess
+    import sys
+
+    script = """
+import gc, os, signal, subprocess, sys, torch
+from dcsc_preproc import DCSC, Engine
+model = DCSC(in_channels=3, dilated_features=4, features=8, iterations=1, unshuffle=4)
+engines = [Engine(model, backend="openvino") for _ in range(3)]
+[engine(torch.rand(1, 3, 32, 32)) for engine in engines]
+for _ in range(3):
+    del engines[0]
+    gc.collect()
+signal.signal(signal.SIGUSR1, lambda *_: None)
+for _ in range(5):
+    os.kill(os.getpid(), signal.SIGUSR1)
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+print("alive")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "alive", done.stderr[-2000:]
+
+
 def test_missing_runtime_and_bad_backend(monkeypatch):
     model = small_model()
     with pytest.raises(ValueError, match="unknown backend"):

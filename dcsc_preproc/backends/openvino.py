@@ -15,6 +15,7 @@ models are written as export folders (:func:`export_openvino`, ``dcsc-preproc ex
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from collections.abc import Sequence
@@ -46,6 +47,21 @@ def _require(name: str):
         return importlib.import_module(name)
     except ImportError as err:
         raise ImportError(f"OpenVINO export and INT8 need {name}: {_INSTALL}") from err
+
+
+@functools.cache
+def core():
+    """The process's one ``openvino.Core``, shared by every backend and never destroyed.
+
+    Each Core's CPU plugin maps an alternate signal stack for the thread that first compiles
+    on it (AMX needs a larger one) and unmaps it when the Core goes, restoring the stack it
+    found. Cores destroyed out of creation order leave that thread's signal stack pointing at
+    unmapped, or by then reused, memory, and the next signal handled there (SIGCHLD, when a
+    subprocess or a DataLoader worker exits) kills the process with SIGSEGV or corrupts its
+    heap: the test-suite crashes of docs/RESULTS.md section 3. One Core for the whole process
+    never does that, and it is what OpenVINO recommends anyway.
+    """
+    return _require("openvino").Core()
 
 
 def convert(model: DCSC, iterations: int):
@@ -94,7 +110,7 @@ class OpenVINOBackend:
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
         if precision in _HINTS:
             config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
-        self.compiled = ov.Core().compile_model(_nhwc(ov_model), "CPU", config)
+        self.compiled = core().compile_model(_nhwc(ov_model), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self._tensor = ov.Tensor
 
@@ -206,11 +222,10 @@ def load_export(folder: Path, device: torch.device, precision: str, threads: int
     An INT8 model's float parts (the residual add among them) run in fp32 whatever
     ``precision`` says: that is what keeps them float.
     """
-    ov = _require("openvino")
     if device.type != "cpu":
         raise ValueError(f"an OpenVINO export runs on the CPU, not on {device}")
     model = load_model(folder / WEIGHTS)
     int8 = json.loads((folder / INFO).read_text())["int8"]
-    ov_model = ov.Core().read_model(folder / XML)
+    ov_model = core().read_model(folder / XML)
     return model, OpenVINOBackend(ov_model, model.config.iterations,
                                   "fp32" if int8 else precision, threads)
