@@ -34,6 +34,10 @@ MODELS = {
     # train2017 + BSDS500): the same cost per frame
     "dcsc-det": DCSCConfig(in_channels=3, unshuffle=4, dilated_features=24, features=48,
                            iterations=6),
+    # a lighter network for 640x480 on 2 CPU cores (16/32 maps, R=4: 0.41x dcsc-det's FLOPs),
+    # trained as dcsc-det was (pixels, then the detector's features): cheaper, recovers less
+    "dcsc-lite": DCSCConfig(in_channels=3, unshuffle=4, dilated_features=16, features=32,
+                            iterations=4),
 }
 #: What ``model=None`` means in the transform, frame filter and pipelines: the model that
 #: wins back the most detection mAP per millisecond (docs/RESULTS.md sections 0 and 7).
