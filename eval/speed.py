@@ -354,20 +354,25 @@ def _tile_text(tile: int) -> str:
 
 
 def plot(records: list[dict], path: str | Path) -> None:
-    """ms per frame against source megapixels: one line per profile and path, and the
-    detector (median of its times beside each row), on log-log axes."""
+    """ms per frame against source megapixels: one line per profile, path and place (colour:
+    the path; marker: the profile; dotted: at the detector's size), and the detector (median
+    of its times beside each row), on log-log axes."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
 
     def key(r: dict) -> tuple[str, str, str]:
         return r["profile"], r["path"], r.get("at", "source")
 
+    routes = list(dict.fromkeys(r["path"] for r in records))
+    profiles = list(dict.fromkeys(r["profile"] for r in records))
     for line_key in dict.fromkeys(key(r) for r in records):
         line = sorted((r for r in records if key(r) == line_key),
                       key=lambda r: r["width"] * r["height"])
         profile, route, place = line_key
         ax.plot([r["width"] * r["height"] / 1e6 for r in line], [r["ms"] for r in line],
-                marker="o", linestyle="-" if place == "source" else ":",
+                color=f"C{routes.index(route) % 10}",
+                marker="osD^v<>ph*"[profiles.index(profile) % 10],
+                linestyle="-" if place == "source" else ":",
                 label=f"{profile} {route}" + ("" if place == "source" else " at detector size"))
     by_size: dict[tuple[int, int], list[float]] = {}
     for r in records:  # the detector is timed beside every row: its median per size
