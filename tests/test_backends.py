@@ -76,8 +76,8 @@ def test_auto_prefers_openvino_and_falls_back(monkeypatch, caplog):
 
 
 def test_engines_going_out_of_order_leave_signals_working(tmp_path):
-    """Two OpenVINO Engines released in the order they were built, then a signal on the main
-    thread (SIGCHLD and SIGUSR1, handled by Python on its alternate stack). With one
+    """Three OpenVINO Engines released in the order they were built, then signals on the main
+    thread (SIGUSR1 and SIGCHLD, handled by Python on its alternate stack). With one
     ``openvino.Core`` per backend the CPU plugin left the thread's signal stack pointing at
     unmapped memory and the signal killed the process (SIGSEGV); run in a child process so
     that such a crash fails this test instead of ending the suite."""
