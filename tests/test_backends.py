@@ -104,6 +104,43 @@ print("alive")
     assert done.returncode == 0 and done.stdout.strip() == "alive", done.stderr[-2000:]
 
 
+def test_forked_child_gets_an_error_not_a_hang(tmp_path):
+    """After the parent has compiled an OpenVINO model, compiling one in a fork()ed child
+    hangs inside OpenVINO: the child gets a RuntimeError naming the fix instead, ``auto``
+    falls back to torch there, and the Engine built before the fork still runs. In a
+    subprocess, with a time limit, so that a hang fails this test instead of the suite."""
+    import subprocess
+    import sys
+
+    script = """
+import multiprocessing as mp, torch
+from dcsc_preproc import DCSC, Engine
+model = DCSC(in_channels=3, dilated_features=4, features=8, iterations=1, unshuffle=4)
+parent = Engine(model, backend="openvino")
+parent(torch.rand(1, 3, 32, 32))
+def child(queue):
+    parent(torch.rand(1, 3, 48, 32))
+    try:
+        Engine(model, backend="openvino")
+        queue.put("built")
+    except RuntimeError as err:
+        queue.put(str(err))
+    queue.put(Engine(model, backend="auto").backend_name)
+queue = mp.get_context("fork").Queue()
+worker = mp.get_context("fork").Process(target=child, args=(queue,), daemon=True)
+worker.start()
+print(queue.get(timeout=60))
+print(queue.get(timeout=60))
+worker.join(30)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    error, fallback = done.stdout.strip().splitlines()
+    assert "fork" in error and "'spawn'" in error
+    assert fallback == "torch"
+
+
 def test_missing_runtime_and_bad_backend(monkeypatch):
     model = small_model()
     with pytest.raises(ValueError, match="unknown backend"):

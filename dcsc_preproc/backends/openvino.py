@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -50,6 +51,11 @@ def _require(name: str):
 
 
 @functools.cache
+def _core_of_process() -> tuple[object, int]:
+    """The Core made by :func:`core` and the id of the process that made it."""
+    return _require("openvino").Core(), os.getpid()
+
+
 def core():
     """The process's one ``openvino.Core``, shared by every backend and never destroyed.
 
@@ -60,14 +66,27 @@ def core():
     subprocess or a DataLoader worker exits) kills the process with SIGSEGV or corrupts its
     heap: the test-suite crashes of docs/RESULTS.md section 3. One Core for the whole process
     never does that, and it is what OpenVINO recommends anyway.
+
+    In a process ``fork()``-ed from one that already made it, converting or compiling a model
+    hangs (OpenVINO's threads were not copied); models compiled before the fork still run.
+    That case raises a RuntimeError instead, which ``backend="auto"`` answers by falling back
+    to torch.
     """
-    return _require("openvino").Core()
+    shared, owner = _core_of_process()
+    if owner != os.getpid():
+        raise RuntimeError(
+            f"OpenVINO was set up in process {owner}, which fork()ed this one, and converting "
+            "or compiling a model here would hang: start workers with the 'spawn' method "
+            "(multiprocessing.get_context('spawn'), DataLoader(multiprocessing_context="
+            "'spawn')), or build the Engine before forking")
+    return shared
 
 
 def convert(model: DCSC, iterations: int):
     """``model`` at R = ``iterations`` as an ``openvino.Model`` on NCHW float32 input with
     dynamic batch, height and width."""
     ov = _require("openvino")
+    core()  # in a fork()ed child this raises; convert_model would hang like compiling
     channels = model.config.in_channels
     side = 8 * model.multiple
     example = torch.rand(1, channels, side, side)
