@@ -7,7 +7,7 @@ Every entry point (transform, frame filter, pipelines, benchmarks) goes through
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -195,11 +195,26 @@ class Engine:
         ``bgr=True`` takes and returns OpenCV's BGR order (the flip is done on the device, on
         bytes). Rounds to nearest; ``truncate=True`` floors, as the DCSC authors' test code.
         """
+        return self.restore_arrays([image], truncate, bgr)[0]
+
+    @torch.inference_mode()
+    def restore_arrays(self, images: Sequence[np.ndarray], truncate: bool = False,
+                       bgr: bool = False) -> list[np.ndarray]:
+        """:meth:`restore_array` of frames of one shape, run as one batch (the JPEG grid is
+        read on the first): the path of :class:`~dcsc_preproc.FrameFilter` and the video
+        pipeline's batches."""
+        if not images:
+            return []
         with self._threads():  # the conversions too: on a busy machine they starve otherwise
-            x = array_to_tensor(image, self.device, bgr)
+            pieces = [array_to_tensor(image, self.device, bgr) for image in images]
+            if len({piece.shape for piece in pieces}) > 1:
+                raise ValueError("restore_arrays takes frames of one shape, got "
+                                 f"{sorted({image.shape for image in images})}")
+            x = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
             check_image_shape(*x.shape[1:])
-            grid = self._array_grid(image, bgr) if self.align_grid else (0, 0)
-            return tensor_to_array(self._restore(x, grid), truncate, bgr)
+            grid = self._array_grid(images[0], bgr) if self.align_grid else (0, 0)
+            out = self._restore(x, grid)
+            return [tensor_to_array(out[i:i + 1], truncate, bgr) for i in range(len(pieces))]
 
     @contextmanager
     def _threads(self) -> Iterator[None]:

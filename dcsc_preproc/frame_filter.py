@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import DEFAULT_TILE, Engine, array_to_tensor, tensor_to_array
+from .engine import DEFAULT_TILE, Engine
 from .model import DCSC
 from .quality import QualityGate
 from .zoo import DEFAULT_MODEL
@@ -63,12 +63,10 @@ class FrameFilter:
             else:
                 results[i] = frame
         for indices in groups.values():
-            bgr = frames[indices[0]].ndim == 3
-            pieces = [array_to_tensor(_image(frames[i]), self.engine.device, bgr)
-                      for i in indices]
-            restored = self.engine(torch.cat(pieces) if len(pieces) > 1 else pieces[0])
-            for j, i in enumerate(indices):
-                results[i] = _to_frame(tensor_to_array(restored[j:j + 1], bgr=bgr), frames[i])
+            restored = self.engine.restore_arrays([_image(frames[i]) for i in indices],
+                                                  bgr=frames[indices[0]].ndim == 3)
+            for i, image in zip(indices, restored):
+                results[i] = _to_frame(image, frames[i])
         return [results[i] for i in range(len(frames))]
 
 

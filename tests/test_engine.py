@@ -65,6 +65,28 @@ def test_gray_on_rgb_model_and_restore_array(rgb_image):
     assert rgb_out.shape == rgb_image.shape and not np.array_equal(rgb_out, rgb_image)
 
 
+def test_restore_arrays_batches_frames_of_one_shape(rgb_image):
+    """restore_arrays runs same-shape frames through the backend as one batch and gives each
+    frame what restore_array gives it alone; frames of different shapes are refused."""
+    model = _strong(DCSC(in_channels=3, unshuffle=4, dilated_features=8, features=16,
+                         iterations=2))
+    engine = Engine(model, precision="fp32")
+    frames = [rgb_image, np.ascontiguousarray(rgb_image[::-1])]
+    shapes = []
+    forward = engine.backend
+    engine.backend = lambda x: shapes.append(tuple(x.shape)) or forward(x)
+    batch = engine.restore_arrays(frames, bgr=True)
+    assert len(shapes) == 1 and shapes[0][0] == 2
+    for got, frame in zip(batch, frames):  # batching may move a float by a rounding step
+        assert got.shape == frame.shape and not np.array_equal(got, frame)
+        assert np.abs(got.astype(int) - engine.restore_array(frame, bgr=True)).max() <= 1
+    assert engine.restore_arrays([]) == []
+    with pytest.raises(ValueError, match="one shape"):
+        engine.restore_arrays([rgb_image, rgb_image[:-8]])
+    with pytest.raises(TypeError, match="uint8"):
+        engine.restore_arrays([rgb_image, rgb_image.astype(np.float32)])
+
+
 def test_output_clamped_and_typed():
     model = DCSC(iterations=1)
     torch.nn.init.constant_(model.recon.bias, 3.0)
