@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
@@ -116,7 +117,13 @@ class Deblock(Transform):
         alpha = batch[..., -1:, :, :] if batch.shape[-3] in (2, 4) else None
         colour = batch if alpha is None else batch[..., :-1, :, :]
         flat = colour.reshape(-1, *colour.shape[-3:])
-        if batch.dtype == torch.uint8:  # bytes cross to the engine's device, not floats
+        if batch.dtype == torch.uint8 and batch.device.type == "cpu":
+            # bytes in host memory take the engine's frame path (no torch op around the model)
+            restored = self.engine.restore_arrays([image.permute(1, 2, 0).numpy()
+                                                   for image in flat])
+            out = torch.from_numpy(np.stack(restored)).reshape(
+                len(flat), *flat.shape[-2:], -1).permute(0, 3, 1, 2)
+        elif batch.dtype == torch.uint8:  # bytes cross to the engine's device, not floats
             restored = self.engine(flat.to(self.engine.device).float().div(255))
             out = restored.mul(255).round().to(torch.uint8).to(batch.device)
         else:
