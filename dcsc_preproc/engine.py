@@ -203,6 +203,8 @@ class Engine:
         """:meth:`restore_array` of frames of one shape, run as one batch (the JPEG grid is
         read on the first): the path of :class:`~dcsc_preproc.FrameFilter` and the video
         pipeline's batches."""
+        if isinstance(images, (np.ndarray, torch.Tensor)):
+            raise TypeError("restore_arrays takes a list of frames; restore_array takes one")
         if not images:
             return []
         with self._threads():  # the conversions too: on a busy machine they starve otherwise

@@ -85,6 +85,8 @@ def test_restore_arrays_batches_frames_of_one_shape(rgb_image):
         engine.restore_arrays([rgb_image, rgb_image[:-8]])
     with pytest.raises(TypeError, match="uint8"):
         engine.restore_arrays([rgb_image, rgb_image.astype(np.float32)])
+    with pytest.raises(TypeError, match="list of frames"):
+        engine.restore_arrays(rgb_image)
 
 
 def test_output_clamped_and_typed():
