@@ -66,6 +66,9 @@ class TrainConfig:
     detector_layers: tuple[int, ...] | None = None
     #: weight of the detector's class-score distillation term (0: off)
     distill_weight: float = 0.0
+    #: uniform noise of this many 8-bit quantisation steps on the codes while training (0: off;
+    #: see :func:`add_activation_noise`)
+    activation_noise: float = 0.0
     train_iterations: int | None = None
     train_images: int | None = None
     val_every: int = 500
@@ -128,6 +131,35 @@ class Validator:
                 for q, v in results.items()]
 
 
+def add_activation_noise(model: DCSC, steps: float) -> None:
+    """Make ``model`` add uniform noise of ``steps`` 8-bit quantisation steps (the tensor's
+    largest magnitude / 255, as INT8 min-max ranges; spread over +-``steps``/2) to the inputs
+    of G, S and the last convolution while it is in training mode.
+
+    The LISTA loop passes its codes through S again and again, so INT8 rounding of them moves
+    the output (dcsc-det's INT8 export: 0.8 grey levels, what 3 such steps give in float;
+    docs/RESULTS.md section 3). Trained with the noise, the network learns not to amplify it;
+    in eval mode (the Engine, exports) the hooks do nothing.
+
+    Example:
+        >>> net = DCSC(iterations=2)
+        >>> add_activation_noise(net, 3.0)
+        >>> x = torch.rand(1, 1, 16, 16)
+        >>> noisy, clean = net.train()(x), net.eval()(x)
+        >>> bool(noisy.ne(clean).any()), bool(net(x).eq(clean).all())
+        (True, True)
+    """
+    def noisy(module: torch.nn.Module, args: tuple) -> tuple | None:
+        if not module.training:
+            return None
+        x = args[0]
+        step = x.detach().abs().amax() / 255
+        return (x + (torch.rand_like(x) - 0.5) * (steps * step), *args[1:])
+
+    for module in (model.G, model.S, model.recon):
+        module.register_forward_pre_hook(noisy)
+
+
 def _drop_rows_after(path: Path, step: int) -> None:
     """Forget log rows written after the checkpoint we resume from (they will be redone)."""
     if path.exists():
@@ -186,6 +218,8 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
     if cfg.weight_init != "torch":  # "torch" keeps the default draws: the same weights per seed
         init_weights_(model, cfg.weight_init)
     model = model.to(device, memory_format=layout)
+    if cfg.activation_noise:
+        add_activation_noise(model, cfg.activation_noise)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, wall, seen = 0, 0.0, 0
     ckpt_path = out / "checkpoint.pt"
@@ -354,6 +388,9 @@ def _data_text(settings: dict, channels: int) -> str:
         if settings.get("distill_weight"):
             text += f" + {settings['distill_weight']} x class-score distillation"
         text += "."
+    if settings.get("activation_noise"):
+        text += (f" Uniform noise of {settings['activation_noise']} INT8 steps on the codes "
+                 "while training (`--activation-noise`).")
     return text
 
 

@@ -93,3 +93,18 @@ def test_decay_runs_a_cosine_over_the_chunk(tmp_path, shared):
     assert 1e-5 < lr[30] < lr[20] < lr[10]  # falls over the second
     assert lr[30] < 2e-5  # ends near --decay-to
     assert "0.001 cosine to 1e-05" in model_card(tmp_path / "run", "smoke")
+
+
+def test_activation_noise_trains_with_noise_and_is_recorded(tmp_path, shared):
+    """--activation-noise changes the training steps (same seed, other weights) but not the
+    saved model's inference, and the model card says it was used."""
+    from dcsc_preproc.train import model_card
+
+    _run(tmp_path / "plain", 2, shared)
+    _run(tmp_path / "noisy", 2, shared, "--activation-noise", "3")
+    plain = load_model(tmp_path / "plain" / "model.safetensors")
+    noisy = load_model(tmp_path / "noisy" / "model.safetensors")
+    assert not torch.equal(plain.S.weight, noisy.S.weight)
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.equal(noisy(x), noisy(x))  # a loaded model carries no noise
+    assert "Uniform noise of 3.0 INT8 steps" in model_card(tmp_path / "noisy", "noisy")
