@@ -95,9 +95,10 @@ def test_decay_runs_a_cosine_over_the_chunk(tmp_path, shared):
     assert "0.001 cosine to 1e-05" in model_card(tmp_path / "run", "smoke")
 
 
-def test_activation_noise_trains_with_noise_and_is_recorded(tmp_path, shared):
-    """--activation-noise changes the training steps (same seed, other weights) but not the
-    saved model's inference, and the model card says it was used."""
+def test_activation_noise_term_trains_and_is_recorded(tmp_path, shared):
+    """--activation-noise adds the output's change under INT8-sized noise to the loss (logged,
+    and the same seed gives other weights) and leaves no noise in the saved model; the model
+    card says it was used."""
     from dcsc_preproc.train import model_card
 
     _run(tmp_path / "plain", 2, shared)
@@ -107,4 +108,6 @@ def test_activation_noise_trains_with_noise_and_is_recorded(tmp_path, shared):
     assert not torch.equal(plain.S.weight, noisy.S.weight)
     x = torch.rand(1, 1, 16, 16)
     assert torch.equal(noisy(x), noisy(x))  # a loaded model carries no noise
-    assert "Uniform noise of 3.0 INT8 steps" in model_card(tmp_path / "noisy", "noisy")
+    with open(tmp_path / "noisy" / "log.csv") as f:
+        assert all(float(row["noise"]) > 0 for row in csv.DictReader(f))
+    assert "uniform noise of 3.0 INT8 steps" in model_card(tmp_path / "noisy", "noisy")
