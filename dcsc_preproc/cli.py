@@ -53,11 +53,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="detector layer indices to compare (default: the Detect head's inputs)")
     t.add_argument("--distill-weight", type=float, default=0.0,
                    help="add the detector's class-score distillation with this weight")
-    t.add_argument("--activation-noise", type=float, default=0.0, metavar="STEPS",
-                   help="INT8 robustness: also penalise how far the output moves under uniform "
-                        "noise of STEPS 8-bit quantisation steps on the codes (0: off)")
-    t.add_argument("--noise-weight", type=float, default=10.0,
-                   help="weight of that term (mean absolute output change)")
     t.add_argument("--train-iterations", type=int, help="unrolled R while training (default: --iterations)")
     t.add_argument("--train-images", type=int, help="use only the first N training images (smoke runs)")
     t.add_argument("--val-every", type=int, default=500)
@@ -81,8 +76,7 @@ def _train(args: argparse.Namespace) -> None:
                       init=args.init, weight_init=args.weight_init, detector_loss=args.detector_loss,
                       detector_loss_weight=args.detector_loss_weight,
                       detector_layers=tuple(args.detector_layers) if args.detector_layers else None,
-                      distill_weight=args.distill_weight, activation_noise=args.activation_noise,
-                      noise_weight=args.noise_weight, model=model, qualities=tuple(args.qualities),
+                      distill_weight=args.distill_weight, model=model, qualities=tuple(args.qualities),
                       patch=args.patch, downscale=args.downscale, batch=args.batch, steps=args.steps, lr=args.lr, decay_to=args.decay_to,
                       loss=args.loss, train_iterations=args.train_iterations,
                       train_images=args.train_images, val_every=args.val_every, val_images=args.val_images,

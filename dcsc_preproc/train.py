@@ -19,8 +19,6 @@ import csv
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -68,11 +66,6 @@ class TrainConfig:
     detector_layers: tuple[int, ...] | None = None
     #: weight of the detector's class-score distillation term (0: off)
     distill_weight: float = 0.0
-    #: INT8 robustness (0: off): a second forward with uniform noise of this many 8-bit
-    #: quantisation steps on the codes (:func:`activation_noise`), and ``noise_weight`` x its
-    #: mean absolute distance to the clean forward's output in the loss
-    activation_noise: float = 0.0
-    noise_weight: float = 10.0
     train_iterations: int | None = None
     train_images: int | None = None
     val_every: int = 500
@@ -133,38 +126,6 @@ class Validator:
         return [dict(quality=q, **dict(zip(("psnr", "psnrb", "jpeg_psnr", "jpeg_psnrb"),
                                            np.mean(v, axis=0).round(4).tolist())))
                 for q, v in results.items()]
-
-
-@contextmanager
-def activation_noise(model: DCSC, steps: float) -> Iterator[None]:
-    """Inside the block, ``model`` adds uniform noise of ``steps`` 8-bit quantisation steps
-    (the tensor's largest magnitude / 255, as INT8 min-max ranges; spread over +-``steps``/2)
-    to the inputs of G, S and the last convolution.
-
-    The LISTA loop passes its codes through S again and again, and INT8 rounding of them
-    moves the output: dcsc-det's INT8 export by 0.8 grey levels on COCO-train crops, what 3
-    such steps give in float (docs/RESULTS.md section 3).
-
-    Example:
-        >>> net = DCSC(iterations=2).eval()
-        >>> x = torch.rand(1, 1, 16, 16)
-        >>> with activation_noise(net, 3.0):
-        ...     noisy = net(x)
-        >>> bool(noisy.ne(net(x)).any()), bool(net(x).eq(net(x)).all())
-        (True, True)
-    """
-    def noisy(module: torch.nn.Module, args: tuple) -> tuple:
-        x = args[0]
-        step = x.detach().abs().amax() / 255
-        return (x + (torch.rand_like(x) - 0.5) * (steps * step), *args[1:])
-
-    handles = [module.register_forward_pre_hook(noisy)
-               for module in (model.G, model.S, model.recon)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _drop_rows_after(path: Path, step: int) -> None:
@@ -317,19 +278,13 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             output = net(inputs, iterations=iterations)
             extra = {} if detector_loss is None else detector_loss(output, targets)
-            if cfg.activation_noise:  # the output must not move under INT8-sized noise
-                with activation_noise(model, cfg.activation_noise):
-                    noisy = net(inputs, iterations=iterations)
-                extra["noise"] = (noisy.float() - output.detach().float()).abs().mean()
         diff = output.float() - targets
         pixel = diff.abs().mean() if cfg.loss == "mae" else diff.square().mean()
         loss = pixel
-        if "feature" in extra:
+        if extra:
             loss = loss + cfg.detector_loss_weight * extra["feature"]
-        if "distill" in extra:
-            loss = loss + cfg.distill_weight * extra["distill"]
-        if "noise" in extra:
-            loss = loss + cfg.noise_weight * extra["noise"]
+            if "distill" in extra:
+                loss = loss + cfg.distill_weight * extra["distill"]
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -399,10 +354,6 @@ def _data_text(settings: dict, channels: int) -> str:
         if settings.get("distill_weight"):
             text += f" + {settings['distill_weight']} x class-score distillation"
         text += "."
-    if settings.get("activation_noise"):
-        text += (f" + {settings.get('noise_weight', 10.0)} x the output's distance under "
-                 f"uniform noise of {settings['activation_noise']} INT8 steps on the codes "
-                 "(`--activation-noise`).")
     return text
 
 

@@ -93,21 +93,3 @@ def test_decay_runs_a_cosine_over_the_chunk(tmp_path, shared):
     assert 1e-5 < lr[30] < lr[20] < lr[10]  # falls over the second
     assert lr[30] < 2e-5  # ends near --decay-to
     assert "0.001 cosine to 1e-05" in model_card(tmp_path / "run", "smoke")
-
-
-def test_activation_noise_term_trains_and_is_recorded(tmp_path, shared):
-    """--activation-noise adds the output's change under INT8-sized noise to the loss (logged,
-    and the same seed gives other weights) and leaves no noise in the saved model; the model
-    card says it was used."""
-    from dcsc_preproc.train import model_card
-
-    _run(tmp_path / "plain", 2, shared)
-    _run(tmp_path / "noisy", 2, shared, "--activation-noise", "3")
-    plain = load_model(tmp_path / "plain" / "model.safetensors")
-    noisy = load_model(tmp_path / "noisy" / "model.safetensors")
-    assert not torch.equal(plain.S.weight, noisy.S.weight)
-    x = torch.rand(1, 1, 16, 16)
-    assert torch.equal(noisy(x), noisy(x))  # a loaded model carries no noise
-    with open(tmp_path / "noisy" / "log.csv") as f:
-        assert all(float(row["noise"]) > 0 for row in csv.DictReader(f))
-    assert "uniform noise of 3.0 INT8 steps" in model_card(tmp_path / "noisy", "noisy")
