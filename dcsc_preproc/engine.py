@@ -187,7 +187,6 @@ class Engine:
             out = self._restore(x.to(self.device, torch.float32))
             return out.clamp_(0, 1).to(x.device, x.dtype)
 
-    @torch.inference_mode()
     def restore_array(self, image: np.ndarray, truncate: bool = False,
                       bgr: bool = False) -> np.ndarray:
         """De-block a uint8 ``(H, W)`` or ``(H, W, 3)`` array; returns a new array, same layout.
