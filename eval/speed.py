@@ -78,7 +78,7 @@ from ultralytics.utils import ASSETS, LOGGER  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dcsc_preproc import (DCSC, DEFAULT_MODEL, MODELS, DCSCConfig, Engine,  # noqa: E402
-                          available_models, load_model, model_name)
+                          available_models, jpeg_roundtrip, load_model, model_name)
 from dcsc_preproc.backends import is_installed  # noqa: E402
 from dcsc_preproc.engine import DEFAULT_TILE, machine, resolve_precision  # noqa: E402
 from dcsc_preproc.zoo import split_iterations  # noqa: E402
@@ -242,10 +242,15 @@ def to_stderr() -> Iterator[None]:
             handler.setStream(sys.stdout)
 
 
-def bench_frame(width: int, height: int) -> np.ndarray:
-    """Ultralytics' bus.jpg resized to ``width x height``: a BGR uint8 frame."""
-    return cv2.resize(cv2.imread(str(ASSETS / "bus.jpg")), (width, height),
-                      interpolation=cv2.INTER_AREA)
+def bench_frame(width: int, height: int, jpeg: int | None = None) -> np.ndarray:
+    """Ultralytics' bus.jpg resized to ``width x height``: a BGR uint8 frame; with ``jpeg``,
+    compressed at that quality at its own size, as a camera's encoder would (the frame a
+    de-blocker is for: its grid read finds the 8x8 grid there)."""
+    frame = cv2.resize(cv2.imread(str(ASSETS / "bus.jpg")), (width, height),
+                       interpolation=cv2.INTER_AREA)
+    if jpeg is None:
+        return frame
+    return np.ascontiguousarray(jpeg_roundtrip(frame[..., ::-1], jpeg)[..., ::-1])
 
 
 def path_engine(path: str, model: DCSC, device: torch.device, tile: int,
@@ -264,15 +269,16 @@ def path_engine(path: str, model: DCSC, device: torch.device, tile: int,
 
 def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tuple[int, int]],
               repeats: int, warmup: int, detector: Path, device: torch.device,
-              tiles: Sequence[int] = (DEFAULT_TILE,), at: Sequence[str] = ("source",)
-              ) -> tuple[list[dict], dict]:
+              tiles: Sequence[int] = (DEFAULT_TILE,), at: Sequence[str] = ("source",),
+              jpeg: int | None = None) -> tuple[list[dict], dict]:
     """Time everything; returns the records and facts about the run (for the table header).
 
     ``tiles``: the Engine's tile sizes to time (0: no tiling); ``at``: where to de-block
-    (:data:`~pipelines.yolo.PLACES`). Paths whose runtime is not installed are left out and
-    listed in the facts.
+    (:data:`~pipelines.yolo.PLACES`); ``jpeg``: the frames' JPEG quality (see
+    :func:`bench_frame`). Paths whose runtime is not installed are left out and listed in the
+    facts.
     """
-    frames = {size: bench_frame(*size) for size in sizes}
+    frames = {size: bench_frame(*size, jpeg) for size in sizes}
     threads = torch.get_num_threads()
     with to_stderr():  # Ultralytics prints what it loads: keep the table clean
         yolo = load_detector(detector)
@@ -302,7 +308,8 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
                         "profile": name, "iterations": model.config.iterations, "path": path,
                         "backend": engine.backend_name, "tile": tile, "at": place,
                         "device": device.type,
-                        "width": w, "height": h, "ms": ms, "mp_per_s": w * h / ms / 1e3,
+                        "width": w, "height": h, "jpeg": jpeg,
+                        "ms": ms, "mp_per_s": w * h / ms / 1e3,
                         "detector": detector.name, "detector_ms": detector_ms,
                         "ratio": ratio,
                         "model_share": share, "peak_fraction": gflops / peak})
@@ -311,7 +318,8 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
                           file=sys.stderr)
     auto = resolve_precision("auto", device)
     facts = {"peak_gflops": peak, "peak_size": largest, "random_init": random_init,
-             "auto": f"{auto}, channels_last", "detector": detector.name, "missing": missing}
+             "auto": f"{auto}, channels_last", "detector": detector.name, "missing": missing,
+             "jpeg": jpeg}
     return records, facts
 
 
@@ -324,6 +332,8 @@ def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
         f"Practical peak (dense 64->64 3x3 conv, fp32, {w}x{h}): {facts['peak_gflops']:.1f} "
         f"GFLOP/s. Engine default (precision='auto') here: {facts['auto']}.",
         f"Detector: {facts['detector']} (Ultralytics predict, imgsz {IMGSZ}).",
+        "Frames: bus.jpg resized" + (f", then JPEG q{facts['jpeg']}." if facts.get("jpeg")
+                                     else " (not JPEG-compressed)."),
     ]
     if facts["missing"]:
         lines.append(f"Not timed (runtime not installed): {', '.join(facts['missing'])}.")
@@ -417,17 +427,22 @@ def main(argv: Sequence[str] | None = None) -> None:
                              f"{ {k: v.name for k, v in DETECTORS.items()} })")
     parser.add_argument("--plot", type=Path, help="write ms per frame against frame size here")
     parser.add_argument("--json", type=Path, help="write the records here")
+    parser.add_argument("--jpeg", type=int, metavar="Q",
+                        help="JPEG-compress each frame at quality Q (1-100) after resizing, as "
+                             "a camera would (default: not compressed)")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be at least 1 and --warmup at least 0")
+    if args.jpeg is not None and not 1 <= args.jpeg <= 100:
+        parser.error(f"--jpeg must be a quality from 1 to 100, got {args.jpeg}")
     device = torch.device(args.device)
 
     records, facts = benchmark(args.profiles, args.paths or DEFAULT_PATHS[device.type],
                                args.sizes, args.repeats, args.warmup,
                                args.detector or DETECTORS[device.type], device, args.tiles,
-                               args.at)
+                               args.at, args.jpeg)
     print(markdown(records, facts, device))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

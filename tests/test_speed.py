@@ -10,7 +10,8 @@ import torch
 from dcsc_preproc import DCSC, MODELS, DCSCConfig, available_models, save_model
 from eval.speed import flops_per_pixel, main
 
-KEYS = {"profile", "iterations", "path", "backend", "tile", "at", "device", "width", "height", "ms",
+KEYS = {"profile", "iterations", "path", "backend", "tile", "at", "device", "width", "height",
+        "jpeg", "ms",
         "mp_per_s", "detector", "detector_ms", "ratio", "model_share", "peak_fraction"}
 
 
@@ -42,7 +43,7 @@ def test_speed_end_to_end(tmp_path, detector, capsys, monkeypatch):
     main(["--profiles", str(weights), f"{weights}@5", "dcsc-rgb@1",
           "--paths", "fp32", "bf16_channels_last", "onnxruntime", "--sizes", "64x48",
           "--tiles", "32", "0", "--at", "source", "--repeats", "1", "--warmup", "0",
-          "--detector", str(detector),
+          "--detector", str(detector), "--jpeg", "30",
           "--json", str(out), "--plot", str(tmp_path / "speed.png"), "--device", "cpu"])
     records = json.loads(out.read_text())
     assert all(set(r) == KEYS for r in records)
@@ -51,14 +52,33 @@ def test_speed_end_to_end(tmp_path, detector, capsys, monkeypatch):
         (name, r, p, b, t) for name, r in (("tiny", 2), ("tiny@5", 5), ("dcsc-rgb@1", 1))
         for p, b in (("fp32", "torch"), ("bf16_channels_last", "torch"),
                      ("onnxruntime", "onnxruntime")) for t in (32, 0)]
-    assert all((r["width"], r["height"]) == (64, 48) for r in records)
+    assert all((r["width"], r["height"], r["jpeg"]) == (64, 48, 30) for r in records)
     assert all(r["detector"] == detector.name for r in records)
     assert all(r["ms"] > 0 and r["detector_ms"] > 0 and r["peak_fraction"] > 0 for r in records)
     assert all(0 < r["model_share"] < 1 for r in records)
     assert (tmp_path / "speed.png").stat().st_size > 0
     table = capsys.readouterr().out
-    assert "| profile |" in table and "GFLOP/s" in table
+    assert "| profile |" in table and "GFLOP/s" in table and "then JPEG q30." in table
     assert "Random-init stand-ins (weights not installed): dcsc-rgb@1." in table
+
+
+def test_bench_frame_jpeg_is_a_compressed_frame_with_its_grid_at_the_origin():
+    """--jpeg compresses the resized frame at its own size: the 8x8 grid is there, aligned."""
+    from dcsc_preproc.quality import grid_offset, luma
+    from eval.speed import bench_frame
+
+    plain, jpeg = bench_frame(320, 240), bench_frame(320, 240, 10)
+    assert jpeg.shape == plain.shape and jpeg.flags.c_contiguous
+    assert 1 < abs(jpeg.astype(int) - plain).mean() < 20
+    (dy, dx), strength = grid_offset(luma(jpeg, "bgr"))
+    assert (dy, dx) == (0, 0) and strength > 0.1
+    assert grid_offset(luma(plain, "bgr"))[1] < 0.035
+
+
+def test_speed_rejects_a_bad_jpeg_quality(capsys):
+    with pytest.raises(SystemExit):
+        main(["--jpeg", "0"])
+    assert "--jpeg must be a quality from 1 to 100" in capsys.readouterr().err
 
 
 def test_speed_openvino_detector_folder(tmp_path, shared, capsys):
