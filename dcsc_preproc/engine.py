@@ -127,7 +127,8 @@ class Engine:
 
     :meth:`restore_array` is the uint8 path of frames and detectors: one conversion to float
     on the engine's device and one back (colour order, rounding and clamping on the device),
-    with pinned host buffers and one transfer each way on CUDA.
+    with pinned host buffers and one transfer each way on CUDA; the grid read, the padding
+    and the crop back are done on the bytes.
 
     Example:
         >>> from dcsc_preproc.model import DCSC
@@ -187,18 +188,20 @@ class Engine:
             out = self._restore(x.to(self.device, torch.float32))
             return out.clamp_(0, 1).to(x.device, x.dtype)
 
-    def restore_array(self, image: np.ndarray, truncate: bool = False,
-                      bgr: bool = False) -> np.ndarray:
+    def restore_array(self, image: np.ndarray, truncate: bool = False, bgr: bool = False,
+                      align_grid: bool | None = None) -> np.ndarray:
         """De-block a uint8 ``(H, W)`` or ``(H, W, 3)`` array; returns a new array, same layout.
 
         ``bgr=True`` takes and returns OpenCV's BGR order (the flip is done on the device, on
         bytes). Rounds to nearest; ``truncate=True`` floors, as the DCSC authors' test code.
+        ``align_grid`` overrides the engine's setting for this call (``None``: keep it), e.g.
+        ``False`` for an image resized after decoding, which has no 8x8 grid left to read.
         """
-        return self.restore_arrays([image], truncate, bgr)[0]
+        return self.restore_arrays([image], truncate, bgr, align_grid)[0]
 
     @torch.inference_mode()
     def restore_arrays(self, images: Sequence[np.ndarray], truncate: bool = False,
-                       bgr: bool = False) -> list[np.ndarray]:
+                       bgr: bool = False, align_grid: bool | None = None) -> list[np.ndarray]:
         """:meth:`restore_array` of frames of one shape, run as one batch (the JPEG grid is
         read on the first): the path of :class:`~dcsc_preproc.FrameFilter` and the video
         pipeline's batches."""
@@ -206,16 +209,27 @@ class Engine:
             raise TypeError("restore_arrays takes a list of frames; restore_array takes one")
         if not images:
             return []
+        for image in images:
+            check_array(image)
+        if len({image.shape for image in images}) > 1:
+            raise ValueError("restore_arrays takes frames of one shape, got "
+                             f"{sorted({image.shape for image in images})}")
+        h, w = images[0].shape[:2]
+        check_image_shape(images[0].shape[2] if images[0].ndim == 3 else 1, h, w)
         with self._threads():  # the conversions too: on a busy machine they starve otherwise
+            align = self.align_grid if align_grid is None else align_grid
+            top, left = self._array_grid(images[0], bgr) if align else (0, 0)
+            m = self.model.multiple
+            bottom, right = -(h + top) % m, -(w + left) % m
+            if top or left or bottom or right:  # on the bytes: cheaper than torch's pad
+                images = [pad_array(image, top, bottom, left, right) for image in images]
             pieces = [array_to_tensor(image, self.device, bgr) for image in images]
-            if len({piece.shape for piece in pieces}) > 1:
-                raise ValueError("restore_arrays takes frames of one shape, got "
-                                 f"{sorted({image.shape for image in images})}")
             x = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-            check_image_shape(*x.shape[1:])
-            grid = self._array_grid(images[0], bgr) if self.align_grid else (0, 0)
-            out = self._restore(x, grid)
-            return [tensor_to_array(out[i:i + 1], truncate, bgr) for i in range(len(pieces))]
+            out = self._restore(x, (0, 0))
+            arrays = [tensor_to_array(out[i:i + 1], truncate, bgr) for i in range(len(pieces))]
+            if top or left or bottom or right:
+                arrays = [np.ascontiguousarray(a[top:top + h, left:left + w]) for a in arrays]
+            return arrays
 
     @contextmanager
     def _threads(self) -> Iterator[None]:
@@ -320,6 +334,28 @@ def _openvino_export(model: str | Path | DCSC) -> Path | None:
     return Path(model)
 
 
+def check_array(image: np.ndarray) -> None:
+    """Raise a clear error unless ``image`` is a uint8 ``(H, W)`` or ``(H, W, C)`` array."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 numpy array, got {type(image).__name__} "
+                        f"{getattr(image, 'dtype', '')}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
+
+
+def pad_array(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """A new ``image`` with its edge rows and columns repeated: torch's ``"replicate"`` pad
+    of the float image, done on the bytes (OpenCV) before the conversion.
+
+    Example:
+        >>> pad_array(np.array([[1, 2]], np.uint8), 1, 0, 0, 2).tolist()
+        [[1, 2, 2, 2], [1, 2, 2, 2]]
+    """
+    padded = cv2.copyMakeBorder(np.ascontiguousarray(image), top, bottom, left, right,
+                                cv2.BORDER_REPLICATE)
+    return padded.reshape(*padded.shape[:2], *image.shape[2:])
+
+
 def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
                     bgr: bool = False) -> torch.Tensor:
     """uint8 ``(H, W)`` or ``(H, W, C)`` array to a new float ``(1, C, H, W)`` tensor in [0, 1].
@@ -336,11 +372,7 @@ def array_to_tensor(image: np.ndarray, device: str | torch.device | None = None,
         >>> tuple(x.shape), x.max().item(), x.is_contiguous(memory_format=torch.channels_last)
         ((1, 3, 2, 3), 1.0, True)
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 numpy array, got {type(image).__name__} "
-                        f"{getattr(image, 'dtype', '')}")
-    if image.ndim not in (2, 3):
-        raise ValueError(f"expected (H, W) or (H, W, C), got shape {image.shape}")
+    check_array(image)
     device = torch.device(device or "cpu")
     if device.type == "cpu":
         return _cpu_array_to_tensor(image, bgr)

@@ -68,13 +68,13 @@ from tqdm import tqdm  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 from ultralytics.data.converter import coco80_to_coco91_class  # noqa: E402
 
-from dcsc_preproc import (QualityGate, encode_jpeg, get_deblocker, model_name,  # noqa: E402
+from dcsc_preproc import (Engine, QualityGate, encode_jpeg, get_deblocker, model_name,  # noqa: E402
                           read_image)
 from dcsc_preproc.baselines import BASELINES  # noqa: E402
 from dcsc_preproc.zoo import resolve_source  # noqa: E402
 from eval.coco_bootstrap import PerImageAP, interval, resample_weights  # noqa: E402
 from eval.common import read_image_bytes  # noqa: E402
-from pipelines.yolo import PLACES, load_detector, shrink_for_detector  # noqa: E402
+from pipelines.yolo import PLACES, deblock_array, load_detector, shrink_for_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 IMAGES = SHARED / "data" / "coco_dev" / "images"
@@ -89,6 +89,18 @@ CONDITIONS = {"resize0.5": None, "resize0.75": None, "crop": None, "444": None, 
               "q30>q10": (30, 10), "q10>q30": (10, 30), "mixed": "10-95"}
 #: Record key -> COCOeval.stats index.
 STATS = {"map": 0, "map50": 1, "map_small": 3, "map_medium": 4, "map_large": 5}
+
+
+def shrunk(function: Callable[[np.ndarray], np.ndarray], imgsz: int
+           ) -> Callable[[np.ndarray], np.ndarray]:
+    """``function`` (a :func:`~dcsc_preproc.baselines.get_deblocker`) on the RGB image shrunk
+    to the detector's input, as ``add_deblocking(..., at="detector")``: a DCSC's
+    ``Engine.restore_array`` goes through :func:`~pipelines.yolo.deblock_array` (no grid read
+    on a shrunk image), a baseline gets the shrunk image."""
+    engine = getattr(function, "__self__", None)
+    if isinstance(engine, Engine):
+        return lambda x: deblock_array(engine, x, imgsz, bgr=False)
+    return lambda x: function(shrink_for_detector(x, imgsz))
 
 
 def cache_key(source: str | Path) -> str:
@@ -364,8 +376,8 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
         if "source" in deblock_at:
             deblock[model_name(source)] = key, function
         if "detector" in deblock_at:
-            deblock[f"{model_name(source)}+resize"] = (
-                f"{key}-resize{imgsz}", lambda x, f=function: f(shrink_for_detector(x, imgsz)))
+            deblock[f"{model_name(source)}+resize"] = (f"{key}-shrunk{imgsz}",
+                                                       shrunk(function, imgsz))
     variants = [(name, False) for name in deblock]
     variants += [] if gate is None else [(name, True) for name in deblock]
     if versus is not None and versus not in deblock:

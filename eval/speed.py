@@ -83,7 +83,7 @@ from dcsc_preproc.backends import is_installed  # noqa: E402
 from dcsc_preproc.engine import DEFAULT_TILE, machine, resolve_precision  # noqa: E402
 from dcsc_preproc.zoo import split_iterations  # noqa: E402
 from eval.common import parse_size  # noqa: E402
-from pipelines.yolo import PLACES, letterbox_size, load_detector, shrink_for_detector  # noqa: E402
+from pipelines.yolo import PLACES, deblock_array, letterbox_size, load_detector  # noqa: E402
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 #: ``--detector`` default per device: on the CPU the INT8 OpenVINO export users deploy there.
@@ -161,10 +161,9 @@ class BackendTimer:
 
 def deblock_call(engine: Engine, frame: np.ndarray, at: str) -> Callable[[], np.ndarray]:
     """One de-blocking of ``frame`` as the YOLO pipeline does it ``at`` the source size or
-    the detector's (:func:`~pipelines.yolo.shrink_for_detector` first)."""
-    if at == "source":
-        return lambda: engine.restore_array(frame, bgr=True)
-    return lambda: engine.restore_array(shrink_for_detector(frame, IMGSZ), bgr=True)
+    the detector's (:func:`~pipelines.yolo.deblock_array`)."""
+    imgsz = None if at == "source" else IMGSZ
+    return lambda: deblock_array(engine, frame, imgsz)
 
 
 def time_engine(engine: Engine, deblock: Callable[[], object], detect: Callable[[], object],

@@ -158,6 +158,10 @@ def test_engine_aligns_a_shifted_grid(photo: np.ndarray) -> None:
     assert np.abs(shifted[inner].astype(int) - whole[3:, 6:][inner]).mean() > 1
     np.testing.assert_array_equal(Engine(model).restore_array(decoded),
                                   Engine(model, align_grid=False).restore_array(decoded))
+    # the per-call override, both ways
+    np.testing.assert_array_equal(Engine(model).restore_array(cropped, align_grid=False), shifted)
+    np.testing.assert_array_equal(
+        Engine(model, align_grid=False).restore_array(cropped, align_grid=True), aligned)
 
 
 @pytest.mark.parametrize("layout", ["rgb", "bgr", "gray"])

@@ -13,8 +13,8 @@ from ultralytics.data.augment import LetterBox
 
 from dcsc_preproc import DCSC, Engine, encode_jpeg, save_model
 from pipelines import detect
-from pipelines.yolo import (DeblockedYOLO, add_deblocking, letterbox_size, load_detector,
-                            shrink_for_detector)
+from pipelines.yolo import (DeblockedYOLO, add_deblocking, deblock_array, letterbox_size,
+                            load_detector, shrink_for_detector)
 
 SIZE = (320, 240)  # small COCO images keep the detector and the model fast
 
@@ -130,7 +130,8 @@ def test_resize_path_deblocks_the_detector_input_and_maps_boxes_back(
     before = source.copy()
     [result] = add_deblocking(load_detector(detector), tiny_model, gate=None,
                               at="detector").predict(source, imgsz=320, verbose=False)
-    small = Engine(tiny_model).restore_array(shrink_for_detector(source, 320), bgr=True)
+    small = Engine(tiny_model).restore_array(shrink_for_detector(source, 320), bgr=True,
+                                             align_grid=False)
     [plain] = load_detector(detector).predict(small, imgsz=320, verbose=False)
     assert small.shape == (240, 320, 3) and len(plain.boxes)
     assert result.orig_img is source and result.orig_shape == (480, 640)
@@ -138,6 +139,31 @@ def test_resize_path_deblocks_the_detector_input_and_maps_boxes_back(
     np.testing.assert_allclose(result.boxes.xyxy.numpy(), plain.boxes.xyxy.numpy() * 2,
                                rtol=1e-5, atol=1e-3)
     np.testing.assert_array_equal(result.boxes.cls.numpy(), plain.boxes.cls.numpy())
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_deblock_array_reads_the_grid_only_on_unshrunk_images(tiny_model: DCSC,
+                                                              channels: int) -> None:
+    """A JPEG shrunk 2x shows a 4-pixel grid, which the grid read takes for a shifted 8x8 one;
+    deblock_array reads the grid on images the shrink leaves as they are, never on shrunk
+    ones, and gives what restore_array gives with the matching alignment."""
+    yy, xx = np.mgrid[0:480, 0:640]
+    gray = ((xx * 5 + yy * 3) % 256).astype(np.uint8)
+    jpeg = cv2.imdecode(np.frombuffer(encode_jpeg(gray, 10), np.uint8), cv2.IMREAD_GRAYSCALE)
+    image = np.stack([jpeg] * channels, -1)[1:, 2:]  # cropped: a shifted grid
+    engine = Engine(tiny_model)
+    reads = []
+    read = engine._array_grid
+    engine._array_grid = lambda *args: reads.append(args[0].shape[:2]) or read(*args)
+    small, shrunk = deblock_array(engine, image, 320), shrink_for_detector(image, 320)
+    assert reads == [] and small.shape == shrunk.shape and shrunk.shape[1] == 320
+    plain = shrunk[..., 0] if channels == 1 else shrunk  # restore_array takes gray as (H, W)
+    want = engine.restore_array(plain, bgr=True, align_grid=False)
+    np.testing.assert_array_equal(small, want.reshape(small.shape))
+    assert Engine._array_grid(shrunk, True) != (0, 0)  # what the read would have done
+    whole = deblock_array(engine, image, 640)
+    assert reads == [image.shape[:2]] and whole.shape == image.shape
+    np.testing.assert_array_equal(whole, deblock_array(engine, image))
 
 
 def test_resize_path_leaves_images_the_gate_passes(detector: Path, tiny_model: DCSC,
