@@ -56,8 +56,16 @@ def check_image_shape(channels: int, height: int, width: int) -> None:
 
 def check_finite(x: torch.Tensor) -> None:
     """Raise ``ValueError`` if a float image holds NaN or infinite values (the model would
-    spread them over the receptive field and return NaN without an error)."""
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    spread them over the receptive field and return NaN without an error). On the CPU NumPy
+    checks: 0.11 against 1.47 ms for a 640x480 RGB image (scratch timing, AMD EPYC, 2 cores),
+    on every float image the Engine, :class:`~dcsc_preproc.Deblock` and the gate get."""
+    if not x.is_floating_point():
+        return
+    if x.device.type == "cpu" and x.dtype != torch.bfloat16:  # NumPy has no bfloat16
+        finite = bool(np.isfinite(x.detach().numpy()).all())
+    else:
+        finite = bool(torch.isfinite(x).all())
+    if not finite:
         raise ValueError(f"image tensor {tuple(x.shape)} holds NaN or infinite values")
 
 

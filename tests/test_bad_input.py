@@ -162,6 +162,32 @@ def test_nan_and_inf_tensors_raise(model):
                 deblock_images(Engine(model), x[None], QualityGate(gate))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_check_finite_in_every_float_dtype_and_layout(dtype, layout):
+    """check_finite reads CPU tensors with NumPy (bfloat16, which NumPy lacks, with torch):
+    a single NaN, +inf or -inf anywhere is found, in any layout; finite images pass."""
+    from dcsc_preproc.engine import check_finite
+
+    base = torch.rand(2, 3, 16, 24).to(dtype)
+    if layout == "channels_last":
+        base = base.contiguous(memory_format=torch.channels_last)
+    def view(x):
+        return x[..., ::2] if layout == "strided" else x
+
+    check_finite(view(base))
+    check_finite(torch.arange(4))  # integer tensors: nothing to check
+    for value in (float("nan"), float("inf"), float("-inf")):
+        bad = base.clone(memory_format=torch.preserve_format)
+        bad[1, 2, 15, 22] = value  # column 22: inside the strided view as well
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            check_finite(view(bad))
+        bad[1, 2, 15, 22] = 0.5
+        bad[0, 0, 0, 23] = value  # outside the strided view only
+        if layout == "strided":
+            check_finite(view(bad))
+
+
 def test_too_small_images_pass_with_one_warning(model):
     deblock = Deblock(model, gate=None)
     tiny = [torch.rand(3, 7, 7), torch.rand(3, 5, 30)]
