@@ -353,6 +353,9 @@ def _estimate_bytes(data: bytes, name: str) -> QualityEstimate:
 #: q40 (+0.015), nothing at q50 (+0.0001) and loses at q60 (-0.005) and on the originals
 #: (q80-96, -0.006), so q50 and below are de-blocked.
 AUTO_THRESHOLD = 50
+#: Frames between a stream's quality estimates (and at scene changes), 1 s at 25 fps: what
+#: the video pipeline and the YOLO callback on video and stream sources use.
+STREAM_EVERY = 25
 
 
 class QualityGate:

@@ -36,11 +36,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dcsc_preproc import FrameFilter, QualityGate
 from dcsc_preproc.engine import DEFAULT_TILE
+from dcsc_preproc.quality import STREAM_EVERY
 from pipelines.media import (DEFAULT_CRF, DEFAULT_PRESET, ENCODERS, Frame, Opener, Writer,
                              open_source, require_av)
 
 QUEUE_SIZE = 8  # frames between reader, model and writer: bounds memory, absorbs jitter
-GATE_EVERY = 25  # frames between quality estimates (and at scene changes): 1 s at 25 fps
 _END = object()
 
 
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gate", default="auto",
                         help="quality gate: 'auto' (default), a JPEG quality above which frames "
                              "pass unchanged, or 'none' (always de-block); estimated every "
-                             f"{GATE_EVERY} frames and at scene changes")
+                             f"{STREAM_EVERY} frames and at scene changes")
     e = parser.add_argument_group("encoding")
     e.add_argument("--codec", choices=sorted(ENCODERS), default="h264",
                    help="h264 plays everywhere; hevc is smaller but not played by every browser")
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         require_av()
-        gate = QualityGate(args.gate, every=GATE_EVERY)
+        gate = QualityGate(args.gate, every=STREAM_EVERY)
         frame_filter = FrameFilter(args.model, device=args.device, tile=args.tile or None,
                                    gate=gate)
         detector = None

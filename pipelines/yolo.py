@@ -40,6 +40,7 @@ from ultralytics.engine.results import Results  # noqa: E402
 
 from dcsc_preproc import DCSC, DEFAULT_MODEL, Engine, QualityGate, load_detector  # noqa: E402,F401
 from dcsc_preproc.engine import DEFAULT_TILE  # noqa: E402
+from dcsc_preproc.quality import STREAM_EVERY  # noqa: E402
 
 #: Where :func:`add_deblocking` de-blocks: the image as given, or shrunk to the detector's input.
 PLACES = ("source", "detector")
@@ -155,7 +156,11 @@ def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
     ``QualityGate`` or what it takes: ``"auto"``, a quality, ``None`` for always on) leaves
     images estimated above its threshold (JPEG files by their tables, other sources by their
     pixels), smaller than 8x8 or 16-bit as they are; ``model.deblock_gate`` is that gate,
-    with its counters. ``at`` is
+    with its counters. A gate built here from a threshold estimates every image, but on video
+    and stream sources only every :data:`~dcsc_preproc.quality.STREAM_EVERY` frames and at
+    scene changes, as the video pipeline does (an estimate costs 4-8 ms a frame on 2 CPU
+    cores, a third to a half of de-blocking at the detector's size: docs/RESULTS.md); a
+    ``QualityGate`` passed in keeps its own ``every``. ``at`` is
     ``"source"`` (de-block the image as given) or ``"detector"`` (shrink it to the detector's
     input first: the cost stays flat as sources grow; boxes come back in source coordinates).
     """
@@ -167,10 +172,14 @@ def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
     engine = Engine(DEFAULT_MODEL if deblock is None else deblock, device=device, tile=tile,
                     iterations=iterations, backend=backend)
     model.deblock_gate = QualityGate.of(gate)
+    owned = not isinstance(gate, QualityGate)  # built here: its re-estimation rate is ours
     sources: list = []  # the batch as given, for at="detector"
 
     def deblock_batch(predictor: BasePredictor) -> None:
         paths, images, info = predictor.batch
+        if owned:  # a frame of a video or stream is judged as its neighbours were
+            frames = getattr(predictor.dataset, "mode", "image") in ("video", "stream")
+            model.deblock_gate.every = STREAM_EVERY if frames else 1
         imgsz = predictor.imgsz if at == "detector" else None
         sources[:] = images if isinstance(images, list) else []  # tensors: not shrunk
         predictor.batch = (paths, deblock_images(engine, images, model.deblock_gate, paths,

@@ -11,7 +11,7 @@ import torch
 
 from ultralytics.data.augment import LetterBox
 
-from dcsc_preproc import DCSC, Engine, encode_jpeg, save_model
+from dcsc_preproc import DCSC, Engine, QualityGate, encode_jpeg, save_model
 from pipelines import detect
 from pipelines.yolo import (DeblockedYOLO, add_deblocking, deblock_array, letterbox_size,
                             load_detector, shrink_for_detector)
@@ -164,6 +164,37 @@ def test_deblock_array_reads_the_grid_only_on_unshrunk_images(tiny_model: DCSC,
     whole = deblock_array(engine, image, 640)
     assert reads == [image.shape[:2]] and whole.shape == image.shape
     np.testing.assert_array_equal(whole, deblock_array(engine, image))
+
+
+def test_default_gate_estimates_a_video_every_stream_every_frames(
+        detector: Path, tiny_model: DCSC, bgr_images: list[np.ndarray], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gate built from "auto" judges every image of a list but only every STREAM_EVERY
+    frames of a video (one scene here); a QualityGate passed in keeps its own ``every``."""
+    from dcsc_preproc import quality
+    from dcsc_preproc.quality import STREAM_EVERY
+
+    calls = []
+    estimate = quality.estimate_quality
+    monkeypatch.setattr(quality, "estimate_quality",
+                        lambda *args: calls.append(1) or estimate(*args))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, SIZE)
+    frames = STREAM_EVERY + 5
+    for i in range(frames):
+        writer.write(np.roll(bgr_images[0], i, axis=1))  # a slow pan: no scene change
+    writer.release()
+    model = add_deblocking(load_detector(detector), tiny_model, gate="auto")
+    assert len(list(model.predict(str(video), stream=True, verbose=False))) == frames
+    assert len(calls) == 2 and model.deblock_gate.passed + model.deblock_gate.restored == frames
+    calls.clear()
+    model.predict([image.copy() for image in bgr_images] * 2, verbose=False)
+    assert len(calls) == 4  # still images: each one judged
+    calls.clear()
+    mine = QualityGate("auto")
+    list(add_deblocking(load_detector(detector), tiny_model, gate=mine).predict(
+        str(video), stream=True, verbose=False))
+    assert len(calls) == frames and mine.every == 1
 
 
 def test_resize_path_leaves_images_the_gate_passes(detector: Path, tiny_model: DCSC,
