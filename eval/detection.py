@@ -25,8 +25,11 @@ Robustness conditions (``--conditions``, :data:`CONDITIONS`) degrade the origina
 pipelines do: JPEG then a resize (``resize0.5``, ``resize0.75``: the 8x8 grid no longer
 aligned) or a crop of 1-7 pixels at the top and left (``crop``: grid shifted), 4:4:4 chroma
 (``444``), OpenCV's encoder (``opencv``), double compression (``q30>q10``, ``q10>q30``) and a
-mixed-quality set (``mixed``: each image at a quality drawn from 10-95, seeded by image id).
-Resized and cropped conditions are compared with the original resized or cropped the same way
+mixed-quality set (``mixed``: each image at a quality drawn from 10-95, seeded by image id),
+and camera-size frames (``camera3``: the original enlarged 3x (bicubic) and then JPEG-compressed
+at that size, as a camera encodes its full-resolution frame; with ``--deblock-at source
+detector`` it compares de-blocking every pixel with de-blocking behind the detector's 3x
+shrink). Resized and cropped conditions are compared with the original resized or cropped the same way
 (``original resize0.5``), and their detections are mapped back to the annotations'
 coordinates. ``--gate auto`` (or a quality) adds, for each de-blocker, ``NAME+gate``: the
 de-blocker behind a :class:`~dcsc_preproc.QualityGate` that judges each image by its pixels
@@ -85,8 +88,12 @@ CACHE = Path(".cache/detection")
 PREDICT_ARGS = {"conf": 0.001, "iou": 0.7, "max_det": 300, "verbose": False}
 COCO91 = coco80_to_coco91_class()
 #: Robustness conditions: name -> (JPEG qualities it uses; ``None``: each of --qualities).
-CONDITIONS = {"resize0.5": None, "resize0.75": None, "crop": None, "444": None, "opencv": None,
+CONDITIONS = {"resize0.5": None, "resize0.75": None, "crop": None, "camera3": None,
+              "444": None, "opencv": None,
               "q30>q10": (30, 10), "q10>q30": (10, 30), "mixed": "10-95"}
+#: Conditions whose geometry comes before the JPEG compression (the others resize or crop a
+#: decoded JPEG).
+BEFORE_JPEG = ("camera3",)
 #: Record key -> COCOeval.stats index.
 STATS = {"map": 0, "map50": 1, "map_small": 3, "map_medium": 4, "map_large": 5}
 
@@ -134,17 +141,21 @@ def geometry(condition: str | None, image_id: int) -> tuple[float, int, int]:
     crop removes 1-7 rows and 1-7 columns, varying with the image id."""
     if condition in ("resize0.5", "resize0.75"):
         return float(condition[6:]), 0, 0
+    if condition == "camera3":
+        return 3.0, 0, 0
     if condition == "crop":
         return 1.0, 1 + image_id // 7 % 7, 1 + image_id % 7
     return 1.0, 0, 0
 
 
 def reshape(image: np.ndarray, condition: str | None, image_id: int) -> np.ndarray:
-    """Apply the condition's resize (OpenCV, area) or crop to ``image``."""
+    """Apply the condition's resize (OpenCV: area to shrink, bicubic to enlarge) or crop to
+    ``image``."""
     scale, top, left = geometry(condition, image_id)
     if scale != 1:
         size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1
+                           else cv2.INTER_CUBIC)
     return np.ascontiguousarray(image[top:, left:])
 
 
@@ -207,7 +218,12 @@ def degraded_image(original: Path, quality: int | str | None, condition: str | N
     path = cache / "degraded" / _folder(quality, condition) / f"{original.stem}.png"
     if path.is_file():
         return read_rgb(path)
-    image = reshape(degrade(read_rgb(original), quality, condition, image_id), condition, image_id)
+    if condition in BEFORE_JPEG:  # the geometry first, then the compression
+        image = degrade(reshape(read_rgb(original), condition, image_id), quality, condition,
+                        image_id)
+    else:
+        image = reshape(degrade(read_rgb(original), quality, condition, image_id), condition,
+                        image_id)
     png = cv2.imencode(".png", image[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]
     write_atomic(path, png.tobytes())
     return image

@@ -7,6 +7,7 @@ import json
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -34,7 +35,13 @@ def iou(a: list[float], b: list[float]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def test_degradations_do_what_they_say(original: np.ndarray) -> None:
+def _png(image: np.ndarray, folder: Path) -> Path:
+    path = folder / "original.png"
+    cv2.imwrite(str(path), image[..., ::-1])
+    return path
+
+
+def test_degradations_do_what_they_say(original: np.ndarray, tmp_path: Path) -> None:
     h, w = original.shape[:2]
     assert detection.reshape(original, "resize0.5", 3).shape == (round(h / 2), round(w / 2), 3)
     for image_id in range(49):  # every crop of 1-7 rows and columns occurs
@@ -42,6 +49,11 @@ def test_degradations_do_what_they_say(original: np.ndarray) -> None:
         assert 1 <= top <= 7 and 1 <= left <= 7
     assert {detection.geometry("crop", i)[1:] for i in range(49)} == {
         (t, l) for t in range(1, 8) for l in range(1, 8)}
+    # camera3: enlarged 3x first, then compressed at that size (its 8x8 grid is the camera's)
+    assert detection.reshape(original, "camera3", 3).shape == (3 * h, 3 * w, 3)
+    camera = detection.degraded_image(_png(original, tmp_path), 10, "camera3", 3, tmp_path)
+    assert camera.shape == (3 * h, 3 * w, 3)
+    assert abs(estimate_quality(camera).quality - 10) <= 3
     cropped = detection.reshape(original, "crop", 10)
     np.testing.assert_array_equal(cropped, original[2:, 4:])
     # The pixel estimate sees the coarser of two encodings: q10 then q30 still looks q10.
@@ -57,7 +69,7 @@ def test_degradations_do_what_they_say(original: np.ndarray) -> None:
     assert detection.mixed_quality(7) == detection.mixed_quality(7)
 
 
-@pytest.mark.parametrize("condition", ["crop", "resize0.5"])
+@pytest.mark.parametrize("condition", ["crop", "resize0.5", "camera3"])
 def test_detections_map_back_to_the_original(detector: Path, original: np.ndarray,
                                              condition: str) -> None:
     """The best box found on the resized or cropped original lands on the original's."""
