@@ -13,8 +13,10 @@ the detector's input is first shrunk as Ultralytics' ``LetterBox`` would (biline
 source pixel; an ``on_predict_postprocess_end`` callback then maps the boxes back to the
 source image, which ``Results.orig_img`` holds (the small de-blocked image is not kept).
 Detection models only; tensor sources (which Ultralytics does not letterbox) are de-blocked
-at their size. The shipped models serve both places: one fine-tuned on JPEG-then-downscale
-pairs recovered less behind the shrink than ``dcsc-det`` (docs/RESULTS.md section 3).
+at their size. The flat cost is bought with recovery: on frames JPEG-compressed at camera size
+and shrunk 3x, de-blocking behind the shrink won back 20-48 points less of the mAP lost to JPEG
+than de-blocking every pixel (docs/RESULTS.md section 3, "Camera-size frames"), so
+``at="source"`` is the default.
 
 Ultralytics is kept offline: ``YOLO_OFFLINE=1`` and ``YOLO_AUTOINSTALL=0`` unless already set,
 and detector weights must be an existing path (a bare name would be downloaded).
