@@ -228,14 +228,14 @@ class Engine:
             align = self.align_grid if align_grid is None else align_grid
             top, left = self._array_grid(images[0], bgr) if align else (0, 0)
             m = self.model.multiple
-            bottom, right = -(h + top) % m, -(w + left) % m
-            if top or left or bottom or right:  # on the bytes: cheaper than torch's pad
-                images = [pad_array(image, top, bottom, left, right) for image in images]
+            pads = top, -(h + top) % m, left, -(w + left) % m  # top, bottom, left, right
+            if any(pads):  # on the bytes: cheaper than torch's pad
+                images = [pad_array(image, *pads) for image in images]
             pieces = [array_to_tensor(image, self.device, bgr) for image in images]
             x = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
             out = self._restore(x, (0, 0))
             arrays = [tensor_to_array(out[i:i + 1], truncate, bgr) for i in range(len(pieces))]
-            if top or left or bottom or right:
+            if any(pads):
                 arrays = [np.ascontiguousarray(a[top:top + h, left:left + w]) for a in arrays]
             return arrays
 

@@ -125,8 +125,8 @@ def deblock_array(engine: Engine, image: np.ndarray, imgsz: int | Sequence[int] 
     ``imgsz``, shrunk by :func:`shrink_for_detector` first. A shrunk image keeps no 8x8 JPEG
     grid (a 2x shrink leaves a 4-pixel one, which the grid read took for a shifted 8x8 grid
     in 111 of 200 coco_dev q10 images), so the grid is read only on images the shrink left as
-    they were: that read is about a tenth of the call at the detector's size
-    (docs/RESULTS.md section 3). ``bgr``: OpenCV's channel order (the predictor's)."""
+    they were: that read, and the padding it caused, cost 5-13% of the call at the detector's
+    size (docs/RESULTS.md section 3). ``bgr``: OpenCV's channel order (the predictor's)."""
     small = image if imgsz is None else shrink_for_detector(image, imgsz)
     align = None if small is image else False
     if small.shape[2] == 1:
