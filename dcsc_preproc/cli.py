@@ -39,6 +39,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--downscale", type=float, default=1.0, metavar="MAX",
                    help="shrink each JPEG/clean pair by a factor drawn from 1 to MAX (bilinear, "
                         "as Ultralytics letterboxes): for de-blocking at the detector's size")
+    t.add_argument("--camera", type=float, default=1.0, metavar="MAX",
+                   help="instead, half the pairs as camera frames: enlarged by a factor drawn "
+                        "from 1 to MAX (bicubic), JPEG there, shrunk back (bilinear)")
     t.add_argument("--batch", type=int, default=10)
     t.add_argument("--steps", type=int, default=100_000, help="stop at this total step")
     t.add_argument("--lr", type=float, default=1e-4)
@@ -77,7 +80,7 @@ def _train(args: argparse.Namespace) -> None:
                       detector_loss_weight=args.detector_loss_weight,
                       detector_layers=tuple(args.detector_layers) if args.detector_layers else None,
                       distill_weight=args.distill_weight, model=model, qualities=tuple(args.qualities),
-                      patch=args.patch, downscale=args.downscale, batch=args.batch, steps=args.steps, lr=args.lr, decay_to=args.decay_to,
+                      patch=args.patch, downscale=args.downscale, camera=args.camera, batch=args.batch, steps=args.steps, lr=args.lr, decay_to=args.decay_to,
                       loss=args.loss, train_iterations=args.train_iterations,
                       train_images=args.train_images, val_every=args.val_every, val_images=args.val_images,
                       checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes,

@@ -6,6 +6,9 @@ patch costs a crop and not an encode. Crops start on multiples of 16, so the 8x8
 With ``downscale`` > 1 a crop of up to that many times the patch is cut from the JPEG and
 from the clean image and both are resized to the patch as Ultralytics letterboxes (bilinear):
 the pairs of a de-blocker that runs at the detector's input size (``at="detector"``).
+With ``camera`` > 1 the clean crop is instead enlarged (bicubic), JPEG-compressed at that size
+and shrunk back: a camera frame, encoded at its own size, as the detector's letterbox sees it
+(``eval.detection --conditions camera3``).
 """
 
 from __future__ import annotations
@@ -59,18 +62,26 @@ class PatchSampler:
     JPEG, 4:2:0). ``downscale`` (>= 1) is the largest factor a pair is shrunk by after JPEG:
     half the pairs are not shrunk, the others by a factor drawn uniformly from 1 to that
     (capped by the image's size), as the resize path de-blocks small sources unshrunk.
+    ``camera`` (>= 1) makes the shrunk half camera-size pairs instead: the clean patch
+    enlarged by a factor drawn from 1 to ``camera`` (bicubic), JPEG-compressed there (one
+    encode per pair) and shrunk back (bilinear); the target is the clean patch taken through
+    the same two resizes. At most one of ``downscale`` and ``camera`` is above 1.
     Randomness comes only from the ``numpy.random.Generator`` passed to :meth:`sample`
     (training derives one per rank and step, so a run resumes exactly).
     """
 
     def __init__(self, files: list[Path], qualities: tuple[int, ...] = (10, 20, 30),
-                 channels: str = "y", colour: str = "matlab", downscale: float = 1.0) -> None:
+                 channels: str = "y", colour: str = "matlab", downscale: float = 1.0,
+                 camera: float = 1.0) -> None:
         if channels not in ("y", "rgb"):
             raise ValueError(f"channels must be 'y' or 'rgb', got {channels!r}")
-        if not downscale >= 1:
-            raise ValueError(f"downscale must be at least 1, got {downscale}")
+        if not (downscale >= 1 and camera >= 1):
+            raise ValueError(f"downscale and camera must be at least 1, got {downscale}, {camera}")
+        if downscale > 1 and camera > 1:
+            raise ValueError("downscale and camera are two kinds of shrunk pairs: give one")
         self.qualities = tuple(qualities)
         self.downscale = float(downscale)
+        self.camera = float(camera)
         self.clean: list[np.ndarray] = []
         self.jpeg: list[list[np.ndarray]] = []
         for path in files:
@@ -91,14 +102,18 @@ class PatchSampler:
             q = rng.integers(len(self.qualities))
             clean, jpeg = self.clean[i], self.jpeg[i][q]
             h, w = clean.shape[:2]
-            crop = patch
+            crop, enlarge = patch, 1.0
             if self.downscale > 1 and rng.integers(2):  # drawn only then: runs without it
                 crop = int(patch * rng.uniform(1, min(self.downscale, min(h, w) / patch)))
+            elif self.camera > 1 and rng.integers(2):
+                enlarge = rng.uniform(1, self.camera)
             top = rng.integers((h - crop) // ALIGN + 1) * ALIGN
             left = rng.integers((w - crop) // ALIGN + 1) * ALIGN
             a = jpeg[top:top + crop, left:left + crop]
             b = clean[top:top + crop, left:left + crop]
-            if crop != patch:
+            if enlarge > 1:
+                a, b = camera_pair(b, self.qualities[q], enlarge)
+            elif crop != patch:
                 a, b = (cv2.resize(x, (patch, patch), interpolation=cv2.INTER_LINEAR)
                         for x in (a, b))
             if augment:
@@ -109,6 +124,21 @@ class PatchSampler:
             inputs.append(array_to_tensor(a)[0])  # it copies: rotated views are fine
             targets.append(array_to_tensor(b)[0])
         return torch.stack(inputs), torch.stack(targets)
+
+
+def camera_pair(clean: np.ndarray, quality: int, enlarge: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(jpeg, clean)`` of ``clean``'s size: ``clean`` enlarged by ``enlarge`` (bicubic),
+    JPEG-compressed at ``quality`` there, and both versions shrunk back (bilinear).
+
+    Example:
+        >>> a, b = camera_pair(np.full((16, 16), 100, np.uint8), 10, 2.5)
+        >>> a.shape, b.shape
+        ((16, 16), (16, 16))
+    """
+    h, w = clean.shape[:2]
+    big = cv2.resize(clean, (round(w * enlarge), round(h * enlarge)), interpolation=cv2.INTER_CUBIC)
+    return tuple(cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
+                 for x in (jpeg_roundtrip(big, quality), big))
 
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:

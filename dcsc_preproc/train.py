@@ -55,6 +55,9 @@ class TrainConfig:
     #: largest factor a JPEG patch is shrunk by before the network sees it (1: never); for a
     #: de-blocker that runs at the detector's input size
     downscale: float = 1.0
+    #: largest enlargement of camera-size pairs (JPEG at the enlarged size, then shrunk back;
+    #: 1: none); for a de-blocker behind the letterbox of camera frames
+    camera: float = 1.0
     batch: int = 10
     steps: int = 100_000
     lr: float = 1e-4
@@ -224,7 +227,8 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
     folders = {folder: list_images(root / folder) for folder in cfg.data_dirs}
     files = [f for found in folders.values() for f in found][:cfg.train_images]
     channels = "y" if cfg.model.in_channels == 1 else "rgb"
-    sampler = PatchSampler(files, cfg.qualities, channels, cfg.model.colour, cfg.downscale)
+    sampler = PatchSampler(files, cfg.qualities, channels, cfg.model.colour, cfg.downscale,
+                           cfg.camera)
     validator = Validator(root, cfg.val_images, cfg.val_qualities, cfg.model.in_channels,
                           cfg.model.colour) if ranks.main else None
     iterations = cfg.train_iterations
@@ -344,6 +348,10 @@ def _data_text(settings: dict, channels: int) -> str:
     if settings.get("downscale", 1) > 1:
         text += (f" After JPEG half the pairs were shrunk (bilinear) by a factor drawn from 1 "
                  f"to {settings['downscale']}, the crop cut that much larger.")
+    if settings.get("camera", 1) > 1:
+        text += (f" Half the pairs were camera-size: the clean patch enlarged (bicubic) by a "
+                 f"factor drawn from 1 to {settings['camera']}, JPEG-compressed there and both "
+                 "shrunk back (bilinear).")
     if settings.get("init"):
         text += f" Started from `{settings['init']}`."
     if settings.get("detector_loss"):
