@@ -77,7 +77,8 @@ from dcsc_preproc.baselines import BASELINES  # noqa: E402
 from dcsc_preproc.zoo import resolve_source  # noqa: E402
 from eval.coco_bootstrap import PerImageAP, interval, resample_weights  # noqa: E402
 from eval.common import read_image_bytes  # noqa: E402
-from pipelines.yolo import PLACES, deblock_array, load_detector, shrink_for_detector  # noqa: E402
+from pipelines.yolo import (PLACES, deblock_array, deblock_imgsz, load_detector,  # noqa: E402
+                            shrink_for_detector)
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 IMAGES = SHARED / "data" / "coco_dev" / "images"
@@ -350,7 +351,8 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
                        bootstrap: int = 1000, seed: int = 0, conditions: Sequence[str] = (),
                        gate: int | str | None = None, skip: int = 0,
                        deblock_at: Sequence[str] = ("source",),
-                       versus: str | None = None) -> list[dict]:
+                       versus: str | None = None, deblock_scales: Sequence[float] = (1.0,)
+                       ) -> list[dict]:
     """Evaluate original and JPEG at each quality (and each robustness condition), each alone
     and + each de-blocker; one record each, with paired bootstrap intervals (``bootstrap``
     resamples; 0: none). The images are ``limit`` by id after the first ``skip`` (a held-out
@@ -361,7 +363,8 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
     :class:`~dcsc_preproc.QualityGate` threshold) each also runs as ``NAME+gate``.
     ``conditions`` are names of :data:`CONDITIONS`. ``deblock_at`` holds ``"source"`` and/or
     ``"detector"`` (as ``NAME+resize``: shrunk to the detector's input at ``imgsz``, then
-    de-blocked, as ``add_deblocking(..., at="detector")``). ``versus`` names one of the
+    de-blocked, as ``add_deblocking(..., at="detector")``), once per ``deblock_scales`` entry
+    (a multiple of ``imgsz``, as its ``scale``; other than 1 named ``NAME+resize1.5x``). ``versus`` names one of the
     de-blockers the others are compared with, image for image (see :func:`add_intervals`).
     Records hold ``quality`` (``None``:
     original; ``"10-95"`` for ``mixed``), ``condition`` (``None``: Pillow 4:2:0),
@@ -391,9 +394,10 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
         key, function = cache_key(source), get_deblocker(source, device)
         if "source" in deblock_at:
             deblock[model_name(source)] = key, function
-        if "detector" in deblock_at:
-            deblock[f"{model_name(source)}+resize"] = (f"{key}-shrunk{imgsz}",
-                                                       shrunk(function, imgsz))
+        for scale in deblock_scales if "detector" in deblock_at else ():
+            size = deblock_imgsz(imgsz, scale)
+            deblock[f"{model_name(source)}+resize{'' if scale == 1 else f'{scale:g}x'}"] = (
+                f"{key}-shrunk{size}", shrunk(function, size))
     variants = [(name, False) for name in deblock]
     variants += [] if gate is None else [(name, True) for name in deblock]
     if versus is not None and versus not in deblock:
@@ -540,6 +544,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--deblock-at", nargs="+", choices=PLACES, default=["source"],
                         help="de-block the image as given (source) and/or shrunk to the "
                              "detector's input at --imgsz first (detector: NAME+resize)")
+    parser.add_argument("--deblock-scale", nargs="+", type=float, default=[1.0], metavar="S",
+                        help="with --deblock-at detector: de-block at S times --imgsz "
+                             "(NAME+resizeSx; 1: NAME+resize), as add_deblocking's scale")
     parser.add_argument("--versus", metavar="NAME",
                         help="compare every other de-blocker with this one on the same images "
                              "(its name as in the table, e.g. dcsc-det): paired intervals of "
@@ -551,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     records = evaluate_detection(args.images, args.annotations, args.detector, args.qualities,
                                  args.deblock, args.limit, args.cache, args.imgsz, args.device,
                                  args.bootstrap, args.seed, args.conditions, args.gate,
-                                 args.skip, args.deblock_at, args.versus)
+                                 args.skip, args.deblock_at, args.versus, args.deblock_scale)
     print(markdown_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

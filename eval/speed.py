@@ -29,7 +29,8 @@ each path as ``add_deblocking(..., at="detector")`` runs it: the frame shrunk to
 detector sees at imgsz 640 (bilinear, as ``LetterBox``; the shrink is part of the time) and
 de-blocked there, so its cost stops growing with the source (MP/s counts source pixels,
 % peak the pixels de-blocked). Records name the ``backend`` that ran, the ``detector`` and
-where the frame was de-blocked (``at``). A profile is a shipped name or a weights file,
+where the frame was de-blocked (``at``, and ``scale`` for ``--scale``: a multiple of the
+detector's input, as ``add_deblocking``'s). A profile is a shipped name or a weights file,
 optionally with ``@R`` to run R LISTA iterations (``dcsc-y@10``; S is shared, so R can
 change at inference), named by :func:`~dcsc_preproc.zoo.model_name` as in the other
 benchmarks. A shipped name whose weights are not installed is timed as a random-init model of
@@ -83,7 +84,8 @@ from dcsc_preproc.backends import is_installed  # noqa: E402
 from dcsc_preproc.engine import DEFAULT_TILE, machine, resolve_precision  # noqa: E402
 from dcsc_preproc.zoo import split_iterations  # noqa: E402
 from eval.common import parse_size  # noqa: E402
-from pipelines.yolo import PLACES, deblock_array, letterbox_size, load_detector  # noqa: E402
+from pipelines.yolo import (PLACES, deblock_array, deblock_imgsz, letterbox_size,  # noqa: E402
+                            load_detector)
 
 SHARED = Path(os.environ.get("DCSC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 #: ``--detector`` default per device: on the CPU the INT8 OpenVINO export users deploy there.
@@ -159,10 +161,11 @@ class BackendTimer:
         return out
 
 
-def deblock_call(engine: Engine, frame: np.ndarray, at: str) -> Callable[[], np.ndarray]:
+def deblock_call(engine: Engine, frame: np.ndarray, at: str, scale: float = 1.0
+                 ) -> Callable[[], np.ndarray]:
     """One de-blocking of ``frame`` as the YOLO pipeline does it ``at`` the source size or
-    the detector's (:func:`~pipelines.yolo.deblock_array`)."""
-    imgsz = None if at == "source" else IMGSZ
+    ``scale`` times the detector's (:func:`~pipelines.yolo.deblock_array`)."""
+    imgsz = None if at == "source" else deblock_imgsz(IMGSZ, scale)
     return lambda: deblock_array(engine, frame, imgsz)
 
 
@@ -269,11 +272,13 @@ def path_engine(path: str, model: DCSC, device: torch.device, tile: int,
 def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tuple[int, int]],
               repeats: int, warmup: int, detector: Path, device: torch.device,
               tiles: Sequence[int] = (DEFAULT_TILE,), at: Sequence[str] = ("source",),
-              jpeg: int | None = None) -> tuple[list[dict], dict]:
+              jpeg: int | None = None, scales: Sequence[float] = (1.0,)
+              ) -> tuple[list[dict], dict]:
     """Time everything; returns the records and facts about the run (for the table header).
 
     ``tiles``: the Engine's tile sizes to time (0: no tiling); ``at``: where to de-block
-    (:data:`~pipelines.yolo.PLACES`); ``jpeg``: the frames' JPEG quality (see
+    (:data:`~pipelines.yolo.PLACES`), ``at="detector"`` once per ``scales`` entry (a multiple
+    of the detector's input, as ``add_deblocking``'s ``scale``); ``jpeg``: the frames' JPEG quality (see
     :func:`bench_frame`). Paths whose runtime is not installed are left out and listed in the
     facts.
     """
@@ -284,6 +289,8 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
         yolo.predict(frames[sizes[0]], imgsz=IMGSZ, device=str(device), verbose=False)
     torch.set_num_threads(threads)  # building the predictor set it to cpu_count - 1
     largest = max(sizes, key=lambda s: s[0] * s[1])
+    places = [(p, None) for p in at if p == "source"]
+    places += [("detector", s) for s in scales if "detector" in at]
     peak = peak_gflops(device, *largest, repeats, warmup)
     missing = [p for p in paths if p in _RUNTIMES and not is_installed(_RUNTIMES[p])]
     records, random_init = [], []
@@ -295,24 +302,29 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
             for path, tile in itertools.product([p for p in paths if p not in missing], tiles):
                 with to_stderr():  # NNCF's progress, Ultralytics' lines
                     engine = path_engine(path, model, device, tile, Path(tmp))
-                for ((w, h), frame), place in itertools.product(frames.items(), at):
+                for ((w, h), frame), (place, scale) in itertools.product(frames.items(),
+                                                                         places):
                     def detect():
                         return yolo.predict(frame, imgsz=IMGSZ, device=str(device),
                                             verbose=False)
                     ms, detector_ms, ratio, share = time_engine(
-                        engine, deblock_call(engine, frame, place), detect, repeats, warmup)
-                    dw, dh = (w, h) if place == "source" else letterbox_size((h, w), IMGSZ)
+                        engine, deblock_call(engine, frame, place, scale or 1.0), detect,
+                        repeats, warmup)
+                    dw, dh = (w, h) if place == "source" else letterbox_size(
+                        (h, w), deblock_imgsz(IMGSZ, scale))
                     gflops = flops_per_pixel(model.config) * dw * dh / ms / 1e6
                     records.append({
                         "profile": name, "iterations": model.config.iterations, "path": path,
                         "backend": engine.backend_name, "tile": tile, "at": place,
+                        "scale": scale,
                         "device": device.type,
                         "width": w, "height": h, "jpeg": jpeg,
                         "ms": ms, "mp_per_s": w * h / ms / 1e3,
                         "detector": detector.name, "detector_ms": detector_ms,
                         "ratio": ratio,
                         "model_share": share, "peak_fraction": gflops / peak})
-                    print(f"{name} {path} tile {_tile_text(tile)} at {place} {w}x{h}: "
+                    print(f"{name} {path} tile {_tile_text(tile)} at {_at_text(place, scale)} "
+                          f"{w}x{h}: "
                           f"{ms:.1f} ms",
                           file=sys.stderr)
     auto = resolve_precision("auto", device)
@@ -345,7 +357,8 @@ def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
     for r in records:
         lines.append(
             f"| {r['profile']} | {r['iterations']} | {r['path']} | {r['backend']} | "
-            f"{_tile_text(r['tile'])} | {r.get('at', 'source')} | {r['device']} | "
+            f"{_tile_text(r['tile'])} | {_at_text(r.get('at', 'source'), r.get('scale'))} | "
+            f"{r['device']} | "
             f"{r['width']}x{r['height']} | {r['ms']:.1f} | {r['mp_per_s']:.2f} | "
             f"{_percent(r['model_share'])} | "
             f"{100 * r['peak_fraction']:.0f}% | {r['detector_ms']:.1f} | "
@@ -355,6 +368,11 @@ def markdown(records: list[dict], facts: dict, device: torch.device) -> str:
 
 def _percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.0f}%"
+
+
+def _at_text(at: str, scale: float | None) -> str:
+    """Table cell for where a record de-blocked: 'source', 'detector' or 'detector x1.5'."""
+    return at if scale in (None, 1) else f"{at} x{scale:g}"
 
 
 def _tile_text(tile: int) -> str:
@@ -370,7 +388,7 @@ def plot(records: list[dict], path: str | Path) -> None:
     ax = fig.subplots()
 
     def key(r: dict) -> tuple[str, str, str]:
-        return r["profile"], r["path"], r.get("at", "source")
+        return r["profile"], r["path"], _at_text(r.get("at", "source"), r.get("scale"))
 
     routes = list(dict.fromkeys(r["path"] for r in records))
     profiles = list(dict.fromkeys(r["profile"] for r in records))
@@ -382,7 +400,8 @@ def plot(records: list[dict], path: str | Path) -> None:
                 color=f"C{routes.index(route) % 10}",
                 marker="osD^v<>ph*"[profiles.index(profile) % 10],
                 linestyle="-" if place == "source" else ":",
-                label=f"{profile} {route}" + ("" if place == "source" else " at detector size"))
+                label=f"{profile} {route}" + ("" if place == "source" else
+                                              f" at {place.replace('detector', 'detector size')}"))
     by_size: dict[tuple[int, int], list[float]] = {}
     for r in records:  # the detector is timed beside every row: its median per size
         by_size.setdefault((r["width"], r["height"]), []).append(r["detector_ms"])
@@ -421,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--at", nargs="+", choices=PLACES, default=list(PLACES),
                         help="de-block the frame as given (source) and/or shrunk to the "
                              f"detector's input at imgsz {IMGSZ} first (detector)")
+    parser.add_argument("--scale", nargs="+", type=float, default=[1.0], metavar="S",
+                        help="with --at detector: de-block at S times the detector's input "
+                             "(add_deblocking's scale)")
     parser.add_argument("--detector", type=Path,
                         help="Ultralytics .pt file or export folder (default per device: "
                              f"{ {k: v.name for k, v in DETECTORS.items()} })")
@@ -441,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     records, facts = benchmark(args.profiles, args.paths or DEFAULT_PATHS[device.type],
                                args.sizes, args.repeats, args.warmup,
                                args.detector or DETECTORS[device.type], device, args.tiles,
-                               args.at, args.jpeg)
+                               args.at, args.jpeg, args.scale)
     print(markdown(records, facts, device))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--at", choices=PLACES, default="source",
                         help="de-block the image as given, or shrunk to the detector's input "
                              "first (boxes still in source coordinates)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="with --at detector: de-block at this multiple of the detector's "
+                             "input (more recovery, cost grows with its square)")
     parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="de-blocker runtime (default: torch; openvino for CPU deployment)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = [str(f) for f in readable]
     try:
         detector = DeblockedYOLO(args.detector, args.deblock, device=args.device, gate=gate,
-                                 at=args.at, backend=args.backend)
+                                 at=args.at, backend=args.backend, scale=args.scale)
     except (OSError, ValueError, ImportError) as err:  # missing weights, runtime not installed
         parser.error(str(err))
     results = detector.predict(source, stream=True, save=True, conf=args.conf,

@@ -12,6 +12,8 @@ the detector's input is first shrunk as Ultralytics' ``LetterBox`` would (biline
 :func:`letterbox_size`), so the de-blocker pays for what the detector sees and not for every
 source pixel; an ``on_predict_postprocess_end`` callback then maps the boxes back to the
 source image, which ``Results.orig_img`` holds (the small de-blocked image is not kept).
+``scale`` > 1 de-blocks at that multiple of the detector's input instead (the letterbox then
+shrinks the rest): the cost grows with ``scale``² and stays flat in the source.
 Detection models only; tensor sources (which Ultralytics does not letterbox) are de-blocked
 at their size. The flat cost is bought with recovery: on frames JPEG-compressed at camera size
 and shrunk 3x, de-blocking behind the shrink won back 20-48 points less of the mAP lost to JPEG
@@ -61,6 +63,19 @@ def letterbox_size(shape: tuple[int, ...], imgsz: int | Sequence[int]) -> tuple[
     new_h, new_w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz[-2:]
     r = min(new_h / shape[0], new_w / shape[1], 1.0)
     return max(round(shape[1] * r), 1), max(round(shape[0] * r), 1)
+
+
+def deblock_imgsz(imgsz: int | Sequence[int], scale: float = 1.0) -> int | list[int]:
+    """The size ``add_deblocking(..., at="detector", scale=scale)`` shrinks to for the
+    detector's ``imgsz`` (an int or ``(h, w)``): ``scale`` times it, rounded.
+
+    Example:
+        >>> deblock_imgsz(640, 1.5), deblock_imgsz([480, 640], 1.5)
+        (960, [720, 960])
+    """
+    if not scale >= 1:
+        raise ValueError(f"scale must be at least 1 (a multiple of the detector's input), got {scale}")
+    return round(imgsz * scale) if isinstance(imgsz, int) else [round(s * scale) for s in imgsz]
 
 
 def shrink_for_detector(image: np.ndarray, imgsz: int | Sequence[int]) -> np.ndarray:
@@ -150,7 +165,7 @@ def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
                    device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                    iterations: int | None = None,
                    gate: QualityGate | int | str | None = "auto", at: str = "source",
-                   backend: str | None = None) -> YOLO:
+                   backend: str | None = None, scale: float = 1.0) -> YOLO:
     """Make ``model`` de-block every image before detection; returns the same model.
 
     ``deblock`` is anything ``load_model`` accepts (``None``: ``DEFAULT_MODEL``); ``device``,
@@ -165,9 +180,13 @@ def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
     ``QualityGate`` passed in keeps its own ``every``. ``at`` is
     ``"source"`` (de-block the image as given) or ``"detector"`` (shrink it to the detector's
     input first: the cost stays flat as sources grow; boxes come back in source coordinates).
+    ``scale`` (``at="detector"`` only) de-blocks at that multiple of the detector's input.
     """
     if at not in PLACES:
         raise ValueError(f"at must be one of {PLACES}, got {at!r}")
+    deblock_imgsz(1, scale)  # checks scale
+    if scale != 1 and at != "detector":
+        raise ValueError(f"scale={scale} is a multiple of the detector's input: it needs at='detector'")
     if at == "detector" and model.task != "detect":
         raise ValueError(f"at='detector' maps boxes back to the source image, so it needs a "
                          f"detection model; this one's task is {model.task!r}")
@@ -182,7 +201,7 @@ def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
         if owned:  # a frame of a video or stream is judged as its neighbours were
             frames = getattr(predictor.dataset, "mode", "image") in ("video", "stream")
             model.deblock_gate.every = STREAM_EVERY if frames else 1
-        imgsz = predictor.imgsz if at == "detector" else None
+        imgsz = deblock_imgsz(predictor.imgsz, scale) if at == "detector" else None
         sources[:] = images if isinstance(images, list) else []  # tensors: not shrunk
         predictor.batch = (paths, deblock_images(engine, images, model.deblock_gate, paths,
                                                  imgsz), info)
@@ -203,7 +222,8 @@ class DeblockedYOLO:
     ``predict`` takes what ``YOLO.predict`` takes and returns its ``Results`` (a generator with
     ``stream=True``); ``.model`` is the underlying ``YOLO``. ``device`` is used for both the
     de-blocker and the detector unless ``predict`` gets its own ``device``. ``gate`` is as in
-    :func:`add_deblocking`; ``.gate`` holds its counters; ``at`` and ``backend`` as there.
+    :func:`add_deblocking`; ``.gate`` holds its counters; ``at``, ``backend`` and ``scale`` as
+    there.
 
     Example::
 
@@ -215,10 +235,10 @@ class DeblockedYOLO:
                  device: str | torch.device | None = None, tile: int | None = DEFAULT_TILE,
                  iterations: int | None = None,
                  gate: QualityGate | int | str | None = "auto", at: str = "source",
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, scale: float = 1.0) -> None:
         self.device = device
         self.model = add_deblocking(load_detector(detector), deblock, device, tile, iterations,
-                                    gate, at, backend)
+                                    gate, at, backend, scale)
         self.gate = self.model.deblock_gate
 
     def predict(self, source, **kwargs) -> list[Results]:

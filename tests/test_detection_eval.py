@@ -176,8 +176,9 @@ def test_skip_evaluates_a_later_slice(run: dict, coco_dev: Path, detector: Path)
 
 def test_deblock_at_detector_matches_the_pipeline(coco_dev: Path, detector: Path,
                                                   tmp_path: Path) -> None:
-    """NAME+resize is what add_deblocking(..., at="detector") detects, in source coordinates:
-    the same mAP from the pipeline's own boxes; NAME alone is unchanged beside it."""
+    """NAME+resize and NAME+resize1.5x are what add_deblocking(..., at="detector", scale=1 or
+    1.5) detects, in source coordinates: the same mAP from the pipeline's own boxes; NAME
+    alone is unchanged beside them."""
     from eval.coco_bootstrap import PerImageAP
     from pipelines.yolo import add_deblocking
 
@@ -187,32 +188,36 @@ def test_deblock_at_detector_matches_the_pipeline(coco_dev: Path, detector: Path
     args = (coco_dev / "images", coco_dev / "instances.json", detector, [10], [weights], 2,
             tmp_path / "cache")
     both = detection.evaluate_detection(*args, imgsz=320, device="cpu", bootstrap=0,
-                                        deblock_at=("source", "detector"))
+                                        deblock_at=("source", "detector"),
+                                        deblock_scales=(1, 1.5))
     alone = detection.evaluate_detection(*args, imgsz=320, device="cpu", bootstrap=0)
     by_name = {(r["quality"], r["deblocker"]): r for r in both}
-    assert set(by_name) == {(q, d) for q in (None, 10) for d in (None, "tiny", "tiny+resize")}
+    assert set(by_name) == {(q, d) for q in (None, 10)
+                            for d in (None, "tiny", "tiny+resize", "tiny+resize1.5x")}
     assert by_name[10, "tiny"]["map"] == {(r["quality"], r["deblocker"]): r
                                          for r in alone}[10, "tiny"]["map"]
 
     with redirect_stdout(io.StringIO()):
         gt = COCO(str(coco_dev / "instances.json"))
     ids = sorted(gt.getImgIds())[:2]
-    model = add_deblocking(YOLO(str(detector)), weights, gate=None, at="detector")
-    found = []
-    for i in ids:
-        rgb = detection.jpeg_image(coco_dev / "images" / gt.imgs[i]["file_name"], 10,
-                                   tmp_path / "cache")
-        [result] = model.predict(np.ascontiguousarray(rgb[..., ::-1]), imgsz=320, device="cpu",
-                                 **detection.PREDICT_ARGS)
-        assert result.orig_shape == rgb.shape[:2]
-        found += [{"image_id": i, "category_id": coco80_to_coco91_class()[int(c)],
-                   "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
-                  for (x1, y1, x2, y2), s, c in zip(result.boxes.xyxy.tolist(),
-                                                    result.boxes.conf.tolist(),
-                                                    result.boxes.cls.tolist())]
-    pipeline = PerImageAP(gt, found, ids).stats[0]
-    assert by_name[10, "tiny+resize"]["map"] == pytest.approx(pipeline, abs=1e-6)
-    assert by_name[10, "tiny+resize"]["map"] != by_name[10, "tiny"]["map"]
+    for scale, name in ((1, "tiny+resize"), (1.5, "tiny+resize1.5x")):
+        model = add_deblocking(YOLO(str(detector)), weights, gate=None, at="detector",
+                               scale=scale)
+        found = []
+        for i in ids:
+            rgb = detection.jpeg_image(coco_dev / "images" / gt.imgs[i]["file_name"], 10,
+                                       tmp_path / "cache")
+            [result] = model.predict(np.ascontiguousarray(rgb[..., ::-1]), imgsz=320,
+                                     device="cpu", **detection.PREDICT_ARGS)
+            assert result.orig_shape == rgb.shape[:2]
+            found += [{"image_id": i, "category_id": coco80_to_coco91_class()[int(c)],
+                       "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+                      for (x1, y1, x2, y2), s, c in zip(result.boxes.xyxy.tolist(),
+                                                        result.boxes.conf.tolist(),
+                                                        result.boxes.cls.tolist())]
+        pipeline = PerImageAP(gt, found, ids).stats[0]
+        assert by_name[10, name]["map"] == pytest.approx(pipeline, abs=1e-6)
+        assert by_name[10, name]["map"] != by_name[10, "tiny"]["map"]
 
 
 def test_versus_is_the_paired_difference_of_two_de_blockers(run: dict, coco_dev: Path,

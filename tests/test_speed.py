@@ -10,7 +10,8 @@ import torch
 from dcsc_preproc import DCSC, MODELS, DCSCConfig, available_models, save_model
 from eval.speed import flops_per_pixel, main
 
-KEYS = {"profile", "iterations", "path", "backend", "tile", "at", "device", "width", "height",
+KEYS = {"profile", "iterations", "path", "backend", "tile", "at", "scale", "device", "width",
+        "height",
         "jpeg", "ms",
         "mp_per_s", "detector", "detector_ms", "ratio", "model_share", "peak_fraction"}
 
@@ -111,12 +112,13 @@ def test_speed_at_detector_size_shrinks_before_de_blocking(tmp_path, detector, m
                         lambda self, image, **kw: seen.append(image.shape) or real(self, image, **kw))
     out = tmp_path / "speed.json"
     main(["--profiles", str(weights), "--paths", "fp32", "--sizes", "1280x720", "--at", "source",
-          "detector", "--repeats", "1", "--warmup", "0", "--detector", str(detector),
-          "--json", str(out), "--device", "cpu"])
-    source, small = json.loads(out.read_text())
-    assert (source["at"], small["at"]) == ("source", "detector")
+          "detector", "--scale", "1", "1.5", "--repeats", "1", "--warmup", "0",
+          "--detector", str(detector), "--json", str(out), "--device", "cpu"])
+    source, small, larger = json.loads(out.read_text())
+    assert [(r["at"], r["scale"]) for r in (source, small, larger)] == [
+        ("source", None), ("detector", 1.0), ("detector", 1.5)]
     assert (small["width"], small["height"]) == (1280, 720)  # rows name the source frame
-    assert set(seen) == {(720, 1280, 3), (360, 640, 3)}
+    assert set(seen) == {(720, 1280, 3), (360, 640, 3), (540, 960, 3)}
     # MP/s counts source pixels, % peak the pixels de-blocked (a quarter of them here)
     assert small["mp_per_s"] == pytest.approx(1280 * 720 / small["ms"] / 1e3)
     assert small["peak_fraction"] / small["mp_per_s"] == pytest.approx(

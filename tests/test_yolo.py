@@ -13,8 +13,8 @@ from ultralytics.data.augment import LetterBox
 
 from dcsc_preproc import DCSC, Engine, QualityGate, encode_jpeg, save_model
 from pipelines import detect
-from pipelines.yolo import (DeblockedYOLO, add_deblocking, deblock_array, letterbox_size,
-                            load_detector, shrink_for_detector)
+from pipelines.yolo import (DeblockedYOLO, add_deblocking, deblock_array, deblock_imgsz,
+                            letterbox_size, load_detector, shrink_for_detector)
 
 SIZE = (320, 240)  # small COCO images keep the detector and the model fast
 
@@ -197,6 +197,21 @@ def test_default_gate_estimates_a_video_every_stream_every_frames(
     assert len(calls) == frames and mine.every == 1
 
 
+def test_resize_path_scale_deblocks_a_larger_copy(detector: Path, tiny_model: DCSC,
+                                                  bgr_images: list[np.ndarray]) -> None:
+    """scale=1.5 at imgsz 320: a 640x480 source is de-blocked at 480x360, the detector
+    letterboxes that copy, and the boxes come back in the source's frame."""
+    source = cv2.resize(bgr_images[0], (640, 480), interpolation=cv2.INTER_LINEAR)
+    [result] = add_deblocking(load_detector(detector), tiny_model, gate=None, at="detector",
+                              scale=1.5).predict(source, imgsz=320, verbose=False)
+    middle = deblock_array(Engine(tiny_model), source, deblock_imgsz(320, 1.5))
+    [plain] = load_detector(detector).predict(middle, imgsz=320, verbose=False)
+    assert middle.shape == (360, 480, 3) and len(plain.boxes)
+    assert result.orig_img is source
+    np.testing.assert_allclose(result.boxes.xyxy.numpy(), plain.boxes.xyxy.numpy() * 4 / 3,
+                               rtol=1e-5, atol=1e-3)
+
+
 def test_resize_path_leaves_images_the_gate_passes(detector: Path, tiny_model: DCSC,
                                                    bgr_images: list[np.ndarray]) -> None:
     """The gate judges the source image; a passed image is detected as it is, unshrunk."""
@@ -213,6 +228,10 @@ def test_resize_path_leaves_images_the_gate_passes(detector: Path, tiny_model: D
 def test_resize_path_arguments_are_checked(detector: Path, tiny_model: DCSC) -> None:
     with pytest.raises(ValueError, match="at must be one of"):
         add_deblocking(load_detector(detector), tiny_model, at="input")
+    with pytest.raises(ValueError, match="scale must be at least 1"):
+        add_deblocking(load_detector(detector), tiny_model, at="detector", scale=0.5)
+    with pytest.raises(ValueError, match="needs at='detector'"):
+        add_deblocking(load_detector(detector), tiny_model, scale=2)
     model = load_detector(detector)
     model.task = "segment"
     with pytest.raises(ValueError, match="needs a detection model"):
