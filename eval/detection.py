@@ -364,10 +364,9 @@ def evaluate_detection(images: Path = IMAGES, annotations: Path = ANNOTATIONS,
     ``conditions`` are names of :data:`CONDITIONS`. ``deblock_at`` holds ``"source"`` and/or
     ``"detector"`` (as ``NAME+resize``: shrunk to the detector's input at ``imgsz``, then
     de-blocked, as ``add_deblocking(..., at="detector")``), once per ``deblock_scales`` entry
-    (a multiple of ``imgsz``, as its ``scale``; other than 1 named ``NAME+resize1.5x``). ``versus`` names one of the
-    de-blockers the others are compared with, image for image (see :func:`add_intervals`).
-    Records hold ``quality`` (``None``:
-    original; ``"10-95"`` for ``mixed``), ``condition`` (``None``: Pillow 4:2:0),
+    (a multiple of ``imgsz``, as its ``scale``; other than 1 named ``NAME+resize1.5x``).
+    ``versus`` names one of the de-blockers the others are compared with, image for image
+    (see :func:`add_intervals`). Records hold ``quality`` (``None``: original; ``"10-95"`` for ``mixed``), ``condition`` (``None``: Pillow 4:2:0),
     ``deblocker`` (name, ``None``: none), ``detector`` (file name), ``map``, ``map50``,
     ``map_small``, ``map_medium``, ``map_large``, ``images``, mean seconds per image
     ``deblock_s`` and ``detect_s``, ``gate_passed`` (share of images a gate passed; ``None``

@@ -161,11 +161,10 @@ class BackendTimer:
         return out
 
 
-def deblock_call(engine: Engine, frame: np.ndarray, at: str, scale: float = 1.0
+def deblock_call(engine: Engine, frame: np.ndarray, imgsz: int | None
                  ) -> Callable[[], np.ndarray]:
-    """One de-blocking of ``frame`` as the YOLO pipeline does it ``at`` the source size or
-    ``scale`` times the detector's (:func:`~pipelines.yolo.deblock_array`)."""
-    imgsz = None if at == "source" else deblock_imgsz(IMGSZ, scale)
+    """One de-blocking of ``frame`` as the YOLO pipeline does it, shrunk to ``imgsz`` first
+    (``None``: at the source size; :func:`~pipelines.yolo.deblock_array`)."""
     return lambda: deblock_array(engine, frame, imgsz)
 
 
@@ -278,8 +277,8 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
 
     ``tiles``: the Engine's tile sizes to time (0: no tiling); ``at``: where to de-block
     (:data:`~pipelines.yolo.PLACES`), ``at="detector"`` once per ``scales`` entry (a multiple
-    of the detector's input, as ``add_deblocking``'s ``scale``); ``jpeg``: the frames' JPEG quality (see
-    :func:`bench_frame`). Paths whose runtime is not installed are left out and listed in the
+    of the detector's input, as ``add_deblocking``'s ``scale``); ``jpeg``: the frames' JPEG
+    quality (see :func:`bench_frame`). Paths whose runtime is not installed are left out and listed in the
     facts.
     """
     frames = {size: bench_frame(*size, jpeg) for size in sizes}
@@ -307,11 +306,10 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
                     def detect():
                         return yolo.predict(frame, imgsz=IMGSZ, device=str(device),
                                             verbose=False)
+                    size = None if place == "source" else deblock_imgsz(IMGSZ, scale)
                     ms, detector_ms, ratio, share = time_engine(
-                        engine, deblock_call(engine, frame, place, scale or 1.0), detect,
-                        repeats, warmup)
-                    dw, dh = (w, h) if place == "source" else letterbox_size(
-                        (h, w), deblock_imgsz(IMGSZ, scale))
+                        engine, deblock_call(engine, frame, size), detect, repeats, warmup)
+                    dw, dh = (w, h) if size is None else letterbox_size((h, w), size)
                     gflops = flops_per_pixel(model.config) * dw * dh / ms / 1e6
                     records.append({
                         "profile": name, "iterations": model.config.iterations, "path": path,
@@ -324,9 +322,7 @@ def benchmark(profiles: Sequence[str], paths: Sequence[str], sizes: Sequence[tup
                         "ratio": ratio,
                         "model_share": share, "peak_fraction": gflops / peak})
                     print(f"{name} {path} tile {_tile_text(tile)} at {_at_text(place, scale)} "
-                          f"{w}x{h}: "
-                          f"{ms:.1f} ms",
-                          file=sys.stderr)
+                          f"{w}x{h}: {ms:.1f} ms", file=sys.stderr)
     auto = resolve_precision("auto", device)
     facts = {"peak_gflops": peak, "peak_size": largest, "random_init": random_init,
              "auto": f"{auto}, channels_last", "detector": detector.name, "missing": missing,

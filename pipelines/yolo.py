@@ -66,6 +66,13 @@ def letterbox_size(shape: tuple[int, ...], imgsz: int | Sequence[int]) -> tuple[
     return max(round(shape[1] * r), 1), max(round(shape[0] * r), 1)
 
 
+def check_scale(scale: float) -> None:
+    """Raise a ValueError unless ``scale`` (a multiple of the detector's input) is at least 1."""
+    if not scale >= 1:
+        raise ValueError(f"scale must be at least 1 (a multiple of the detector's input), "
+                         f"got {scale}")
+
+
 def deblock_imgsz(imgsz: int | Sequence[int], scale: float = 1.0) -> int | list[int]:
     """The size ``add_deblocking(..., at="detector", scale=scale)`` shrinks to for the
     detector's ``imgsz`` (an int or ``(h, w)``): ``scale`` times it, rounded.
@@ -74,8 +81,7 @@ def deblock_imgsz(imgsz: int | Sequence[int], scale: float = 1.0) -> int | list[
         >>> deblock_imgsz(640, 1.5), deblock_imgsz([480, 640], 1.5)
         (960, [720, 960])
     """
-    if not scale >= 1:
-        raise ValueError(f"scale must be at least 1 (a multiple of the detector's input), got {scale}")
+    check_scale(scale)
     return round(imgsz * scale) if isinstance(imgsz, int) else [round(s * scale) for s in imgsz]
 
 
@@ -185,9 +191,10 @@ def add_deblocking(model: YOLO, deblock: str | Path | DCSC | None = None,
     """
     if at not in PLACES:
         raise ValueError(f"at must be one of {PLACES}, got {at!r}")
-    deblock_imgsz(1, scale)  # checks scale
+    check_scale(scale)
     if scale != 1 and at != "detector":
-        raise ValueError(f"scale={scale} is a multiple of the detector's input: it needs at='detector'")
+        raise ValueError(f"scale={scale} is a multiple of the detector's input: "
+                         f"it needs at='detector'")
     if at == "detector" and model.task != "detect":
         raise ValueError(f"at='detector' maps boxes back to the source image, so it needs a "
                          f"detection model; this one's task is {model.task!r}")

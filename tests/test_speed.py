@@ -11,9 +11,8 @@ from dcsc_preproc import DCSC, MODELS, DCSCConfig, available_models, save_model
 from eval.speed import flops_per_pixel, main
 
 KEYS = {"profile", "iterations", "path", "backend", "tile", "at", "scale", "device", "width",
-        "height",
-        "jpeg", "ms",
-        "mp_per_s", "detector", "detector_ms", "ratio", "model_share", "peak_fraction"}
+        "height", "jpeg", "ms", "mp_per_s", "detector", "detector_ms", "ratio", "model_share",
+        "peak_fraction"}
 
 
 def test_flops_per_pixel_paper_config():
