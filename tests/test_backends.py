@@ -57,6 +57,34 @@ def test_openvino_bf16_parity(rgb_image):
     assert err.max() < backends.PARITY_BOUNDS["bf16"]
 
 
+def test_openvino_compiles_a_repeated_shape_alone_and_keeps_the_last_few():
+    """A shape seen twice in a row runs on a model compiled for it (same output as the
+    dynamic one); shapes that change every call never compile one; the cache is bounded."""
+    pytest.importorskip("openvino")
+    from dcsc_preproc.backends import openvino
+
+    model = small_model()
+    backend = Engine(model, device="cpu", precision="fp32", backend="openvino").backend
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 32, 48)
+    first = backend(x)
+    assert not backend._static
+    second = backend(x)
+    assert list(backend._static) == [(1, 32, 48, 3)]
+    assert (second - first).abs().max() < FP32_BOUND
+    with torch.no_grad():
+        assert (second - model(x)).abs().max() < FP32_BOUND
+    for side in range(40, 40 + 8 * openvino.STATIC_SHAPES, 8):  # alternating: no compiles
+        backend(torch.rand(1, 3, side, side))
+        backend(x)
+    assert len(backend._static) == 1
+    for side in range(40, 40 + 8 * (openvino.STATIC_SHAPES + 1), 8):
+        backend(torch.rand(1, 3, side, side))
+        backend(torch.rand(1, 3, side, side))
+    assert len(backend._static) == openvino.STATIC_SHAPES
+    assert (1, 32, 48, 3) not in backend._static  # the least recently used went first
+
+
 def test_auto_prefers_openvino_and_falls_back(monkeypatch, caplog):
     model = small_model()
     if backends.is_installed("openvino"):
