@@ -1,9 +1,10 @@
 """The OpenVINO backend: the network converted with ``openvino.convert_model`` for the CPU.
 
 The graph takes and returns float32 NHWC (a channels_last tensor's memory as it is, so no
-transposing copy either way) with dynamic batch, height and width, compiled once per model, and
-again for one shape alone when inputs of that shape come in a row (:class:`OpenVINOBackend`). ``precision`` sets OpenVINO's
-inference precision hint (``bf16`` is its own default on CPUs with AVX-512 BF16 or AMX).
+transposing copy either way) with dynamic batch, height and width, compiled once per model,
+and again for one shape alone when inputs of that shape come in a row (:class:`OpenVINOBackend`).
+``precision`` sets OpenVINO's inference precision hint (``bf16`` is its own default on CPUs
+with AVX-512 BF16 or AMX).
 
 INT8 is post-training quantisation with NNCF (:func:`quantize`), calibrated on JPEG patches
 of training images (COCO train and BSDS500 train, never the evaluation sets), with the
