@@ -57,11 +57,12 @@ def test_openvino_bf16_parity(rgb_image):
     assert err.max() < backends.PARITY_BOUNDS["bf16"]
 
 
-def test_openvino_compiles_a_repeated_shape_alone_and_keeps_the_last_few():
-    """A shape seen twice in a row runs on a model compiled for it (same output as the
-    dynamic one); shapes that change every call never compile one; the cache is bounded."""
+def test_openvino_compiles_a_recurring_shape_alone_and_keeps_the_last_few():
+    """A shape that comes again within the last few (a video's frames, a 4K frame's tiles)
+    runs on a model compiled for it, with the dynamic model's output; shapes that never
+    recur compile nothing; the least recently used compiled shape goes first."""
     pytest.importorskip("openvino")
-    from dcsc_preproc.backends import openvino
+    from dcsc_preproc.backends.openvino import STATIC_SHAPES
 
     model = small_model()
     backend = Engine(model, device="cpu", precision="fp32", backend="openvino").backend
@@ -74,14 +75,20 @@ def test_openvino_compiles_a_repeated_shape_alone_and_keeps_the_last_few():
     assert (second - first).abs().max() < FP32_BOUND
     with torch.no_grad():
         assert (second - model(x)).abs().max() < FP32_BOUND
-    for side in range(40, 40 + 8 * openvino.STATIC_SHAPES, 8):  # alternating: no compiles
+
+    def run(side: int) -> None:
         backend(torch.rand(1, 3, side, side))
-        backend(x)
+
+    for side in range(40, 40 + 8 * 2 * STATIC_SHAPES, 8):  # each once: no compile
+        run(side)
     assert len(backend._static) == 1
-    for side in range(40, 40 + 8 * (openvino.STATIC_SHAPES + 1), 8):
-        backend(torch.rand(1, 3, side, side))
-        backend(torch.rand(1, 3, side, side))
-    assert len(backend._static) == openvino.STATIC_SHAPES
+    for side in (200, 208, 200, 208):  # two shapes in turn, as tiles come
+        run(side)
+    assert {(1, 200, 200, 3), (1, 208, 208, 3)} <= set(backend._static)
+    for side in range(300, 300 + 8 * STATIC_SHAPES, 8):
+        run(side)
+        run(side)
+    assert len(backend._static) == STATIC_SHAPES
     assert (1, 32, 48, 3) not in backend._static  # the least recently used went first
 
 
