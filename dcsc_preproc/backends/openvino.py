@@ -117,7 +117,8 @@ def _nhwc(ov_model):
     return ppp.build()
 
 
-#: Input shapes a backend keeps compiled for that shape alone, most recently used first.
+#: How many shapes a backend keeps compiled for that shape alone (the most recently used),
+#: and how many shapes seen once it remembers.
 STATIC_SHAPES = 4
 
 
@@ -147,10 +148,14 @@ class OpenVINOBackend:
         if precision in _HINTS:
             self._config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
         self._model = _nhwc(ov_model)
-        self.request = core().compile_model(self._model, "CPU", self._config).create_infer_request()
+        self.request = self._compile(self._model)
         self._static: dict[tuple[int, ...], object] = {}  # shape: request, oldest use first
         self._seen: dict[tuple[int, ...], None] = {}  # shapes seen once, oldest first
         self._tensor = ov.Tensor
+
+    def _compile(self, ov_model):
+        """An infer request of ``ov_model`` compiled for the CPU with this backend's settings."""
+        return core().compile_model(ov_model, "CPU", self._config).create_infer_request()
 
     def request_for(self, shape: tuple[int, ...]):
         """The infer request for an NHWC input of ``shape``: one compiled for that shape if
@@ -161,8 +166,7 @@ class OpenVINOBackend:
             del self._seen[shape]
             static = self._model.clone()
             static.reshape(list(shape))
-            self._static[shape] = core().compile_model(static, "CPU", self._config) \
-                .create_infer_request()
+            self._static[shape] = self._compile(static)
             _keep_last(self._static)
         else:
             self._seen[shape] = None
