@@ -378,8 +378,8 @@ def _tile_text(tile: int) -> str:
 
 def plot(records: list[dict], path: str | Path) -> None:
     """ms per frame against source megapixels: one line per profile, path and place (colour:
-    the path; marker: the profile; dotted: at the detector's size), and the detector (median
-    of its times beside each row), on log-log axes."""
+    the path; marker: the profile; dotted: at the detector's size, dash-dotted: at a multiple
+    of it), and the detector (median of its times beside each row), on log-log axes."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
 
@@ -395,7 +395,7 @@ def plot(records: list[dict], path: str | Path) -> None:
         ax.plot([r["width"] * r["height"] / 1e6 for r in line], [r["ms"] for r in line],
                 color=f"C{routes.index(route) % 10}",
                 marker="osD^v<>ph*"[profiles.index(profile) % 10],
-                linestyle="-" if place == "source" else ":",
+                linestyle={"source": "-", "detector": ":"}.get(place, "-."),
                 label=f"{profile} {route}" + ("" if place == "source" else
                                               f" at {place.replace('detector', 'detector size')}"))
     by_size: dict[tuple[int, int], list[float]] = {}
