@@ -2,7 +2,7 @@
 
 The graph takes and returns float32 NHWC (a channels_last tensor's memory as it is, so no
 transposing copy either way) with dynamic batch, height and width, compiled once per model,
-and again for one shape alone when inputs of that shape come in a row (:class:`OpenVINOBackend`).
+and again for one shape alone when inputs of that shape recur (:class:`OpenVINOBackend`).
 ``precision`` sets OpenVINO's inference precision hint (``bf16`` is its own default on CPUs
 with AVX-512 BF16 or AMX).
 
