@@ -157,7 +157,7 @@ class OpenVINOBackend:
         """An infer request of ``ov_model`` compiled for the CPU with this backend's settings."""
         return core().compile_model(ov_model, "CPU", self._config).create_infer_request()
 
-    def request_for(self, shape: tuple[int, ...]):
+    def _request_for(self, shape: tuple[int, ...]):
         """The infer request for an NHWC input of ``shape``: one compiled for that shape if
         it was seen recently, else the dynamic one."""
         if shape in self._static:
@@ -177,7 +177,7 @@ class OpenVINOBackend:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         nhwc = x.detach().permute(0, 2, 3, 1).contiguous().numpy()
         out = torch.empty(nhwc.shape, dtype=torch.float32)
-        request = self.request_for(nhwc.shape)
+        request = self._request_for(nhwc.shape)
         request.set_output_tensor(self._tensor(out.numpy(), shared_memory=True))
         request.infer({0: nhwc}, share_inputs=True)
         return out.permute(0, 3, 1, 2)
