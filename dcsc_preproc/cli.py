@@ -56,6 +56,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="detector layer indices to compare (default: the Detect head's inputs)")
     t.add_argument("--distill-weight", type=float, default=0.0,
                    help="add the detector's class-score distillation with this weight")
+    t.add_argument("--teacher", metavar="MODEL",
+                   help="a trained de-blocker (name or weights) whose output is a second "
+                        "pixel target: distil a larger network into this one")
+    t.add_argument("--teacher-weight", type=float, default=1.0)
     t.add_argument("--train-iterations", type=int, help="unrolled R while training (default: --iterations)")
     t.add_argument("--train-images", type=int, help="use only the first N training images (smoke runs)")
     t.add_argument("--val-every", type=int, default=500)
@@ -79,7 +83,8 @@ def _train(args: argparse.Namespace) -> None:
                       init=args.init, weight_init=args.weight_init, detector_loss=args.detector_loss,
                       detector_loss_weight=args.detector_loss_weight,
                       detector_layers=tuple(args.detector_layers) if args.detector_layers else None,
-                      distill_weight=args.distill_weight, model=model, qualities=tuple(args.qualities),
+                      distill_weight=args.distill_weight, teacher=args.teacher,
+                      teacher_weight=args.teacher_weight, model=model, qualities=tuple(args.qualities),
                       patch=args.patch, downscale=args.downscale, camera=args.camera, batch=args.batch, steps=args.steps, lr=args.lr, decay_to=args.decay_to,
                       loss=args.loss, train_iterations=args.train_iterations,
                       train_images=args.train_images, val_every=args.val_every, val_images=args.val_images,
@@ -225,6 +230,42 @@ def _snapshot(args: argparse.Namespace) -> None:
     print(f"weights: {snapshot(args.run, args.out, args.overwrite)}")
 
 
+def _add_prune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prune", help="cut a smaller network from a trained one (its most used "
+                                     "channels on JPEG patches of the training folders)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="shipped name or weights file")
+    p.add_argument("--out", required=True, help="weights file to write (train it with --init)")
+    p.add_argument("--dilated-features", type=int, required=True, help="maps kept per branch")
+    p.add_argument("--features", type=int, required=True, help="sparse codes kept")
+    p.add_argument("--iterations", type=int, help="LISTA iterations (default: the model's)")
+    p.add_argument("--patches", type=int, default=64,
+                   help="128-pixel JPEG patches (q10-30) of coco_train and BSDS500 train")
+    p.add_argument("--data", help="data root (default: $DCSC_DATA or ../shared/data)")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def _prune(args: argparse.Namespace) -> None:
+    from .data import CALIBRATION_DIRS, calibration_patches, data_root, to_uint8_y
+    from .engine import array_to_tensor
+    from .prune import prune
+    from .zoo import load_model, save_model
+
+    model = load_model(args.model).eval()
+    rgb = model.config.in_channels == 3
+    try:
+        patches = calibration_patches(data_root(args.data), args.patches)
+        images = [array_to_tensor(p if rgb else to_uint8_y(p, model.config.colour))
+                  for p in patches]
+        small = prune(model, images, args.dilated_features, args.features, args.iterations)
+        info = {"pruned_from": str(args.model), "patches": len(images),
+                "folders": list(CALIBRATION_DIRS)}
+        print(f"weights: {save_model(small, args.out, info=info, overwrite=args.overwrite)}")
+    except FileExistsError as err:
+        raise SystemExit(f"refusing to overwrite {args.out}; pass --overwrite") from err
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a model as ONNX or as an OpenVINO folder "
                                       "(dynamic batch, height, width; optionally INT8)")
@@ -330,13 +371,14 @@ def main(argv: list[str] | None = None) -> None:
     _add_train(sub)
     _add_snapshot(sub)
     _add_ship(sub)
+    _add_prune(sub)
     _add_export(sub)
     _add_codes(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
     {"demo": _demo, "deblock": _deblock, "batch": _batch, "train": _train,
-     "snapshot": _snapshot, "ship": _ship, "export": _export,
+     "snapshot": _snapshot, "ship": _ship, "prune": _prune, "export": _export,
      "codes": _codes}[args.command](args)
 
 

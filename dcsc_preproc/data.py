@@ -14,6 +14,7 @@ and shrunk back: a camera frame, encoded at its own size, as the detector's lett
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,9 @@ from .jpeg import jpeg_roundtrip, read_image
 ALIGN = 16
 #: Training folders (relative to :func:`data_root`) when none are given: BSDS500 train + test.
 DEFAULT_DATA_DIRS = ("bsds500/train", "bsds500/test")
+#: Calibration folders (INT8 export, pruning) under the data root: training images only,
+#: never coco_dev.
+CALIBRATION_DIRS = ("coco_train/images", "bsds500/train")
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -143,3 +147,31 @@ def camera_pair(clean: np.ndarray, quality: int, enlarge: float) -> tuple[np.nda
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+
+
+def calibration_patches(root: str | Path, count: int = 256, size: int = 128,
+                        qualities: Sequence[int] = (10, 20, 30), seed: int = 0,
+                        folders: Sequence[str] = CALIBRATION_DIRS) -> list[np.ndarray]:
+    """``count`` RGB uint8 JPEG patches (``size`` square, on the 16-pixel JPEG grid) from the
+    training folders under ``root``, alternating between folders, at random qualities.
+
+    The patches are cut from the images and then JPEG-compressed, so each is an image a
+    de-blocker sees, not a crop across an image's block grid.
+    """
+    rng = np.random.default_rng(seed)
+    files = [list_images(Path(root) / f) for f in folders]
+    patches = []
+    for i in range(count):
+        names = files[i % len(files)]
+        image = read_image(names[rng.integers(len(names))])
+        image = np.stack([image] * 3, -1) if image.ndim == 2 else image
+        h, w = image.shape[:2]
+        if min(h, w) < size:
+            continue
+        top = rng.integers((h - size) // 16 + 1) * 16
+        left = rng.integers((w - size) // 16 + 1) * 16
+        patch = np.ascontiguousarray(image[top:top + size, left:left + size])
+        patches.append(jpeg_roundtrip(patch, int(rng.choice(qualities))))
+    if not patches:
+        raise ValueError(f"no calibration images of at least {size}x{size} under {root}")
+    return patches

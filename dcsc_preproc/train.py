@@ -69,6 +69,10 @@ class TrainConfig:
     detector_layers: tuple[int, ...] | None = None
     #: weight of the detector's class-score distillation term (0: off)
     distill_weight: float = 0.0
+    #: a trained de-blocker (any :func:`load_model` source) whose output on the same JPEG
+    #: patch is a second pixel target: a smaller network learns what a larger one does
+    teacher: str | None = None
+    teacher_weight: float = 1.0
     train_iterations: int | None = None
     train_images: int | None = None
     val_every: int = 500
@@ -88,6 +92,10 @@ def _precision(name: str, device: torch.device) -> torch.dtype | None:
             return torch.bfloat16
         return None
     return {"fp32": None, "bf16": torch.bfloat16}[name]
+
+
+def _pixel_loss(diff: torch.Tensor, loss: str) -> torch.Tensor:
+    return diff.abs().mean() if loss == "mae" else diff.square().mean()
 
 
 def learning_rate(cfg: TrainConfig, first_step: int, step: int) -> float:
@@ -180,6 +188,12 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
         detector_loss.to(device)
     elif cfg.distill_weight:
         raise ValueError("distillation needs --detector-loss")
+    teacher = None
+    if cfg.teacher:
+        teacher = load_model(cfg.teacher).to(device).eval().requires_grad_(False)
+        if teacher.config.in_channels != cfg.model.in_channels:
+            raise ValueError(f"--teacher {cfg.teacher} restores {teacher.config.in_channels}-channel "
+                             f"images, the model {cfg.model.in_channels}-channel ones")
     torch.manual_seed(cfg.seed)
     layout = torch.contiguous_format
     if device.type == "cuda":
@@ -282,10 +296,15 @@ def _train(cfg: TrainConfig, command: str | None, ranks: Ranks, device: torch.de
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             output = net(inputs, iterations=iterations)
             extra = {} if detector_loss is None else detector_loss(output, targets)
-        diff = output.float() - targets
-        pixel = diff.abs().mean() if cfg.loss == "mae" else diff.square().mean()
+            if teacher is not None:
+                with torch.no_grad():
+                    taught = teacher(inputs).float()
+                extra["teacher"] = _pixel_loss(output.float() - taught, cfg.loss)
+        pixel = _pixel_loss(output.float() - targets, cfg.loss)
         loss = pixel
-        if extra:
+        if "teacher" in extra:
+            loss = loss + cfg.teacher_weight * extra["teacher"]
+        if "feature" in extra:
             loss = loss + cfg.detector_loss_weight * extra["feature"]
             if "distill" in extra:
                 loss = loss + cfg.distill_weight * extra["distill"]
@@ -362,6 +381,9 @@ def _data_text(settings: dict, channels: int) -> str:
         if settings.get("distill_weight"):
             text += f" + {settings['distill_weight']} x class-score distillation"
         text += "."
+    if settings.get("teacher"):
+        text += (f" Plus {settings['teacher_weight']} x the {settings['loss']} to the output of "
+                 f"the teacher `{settings['teacher']}` on the same JPEG patch.")
     return text
 
 

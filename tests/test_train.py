@@ -93,3 +93,37 @@ def test_decay_runs_a_cosine_over_the_chunk(tmp_path, shared):
     assert 1e-5 < lr[30] < lr[20] < lr[10]  # falls over the second
     assert lr[30] < 2e-5  # ends near --decay-to
     assert "0.001 cosine to 1e-05" in model_card(tmp_path / "run", "smoke")
+
+
+def _first_log_row(run) -> dict:
+    with open(run / "log.csv") as f:
+        return {k: float(v) for k, v in next(csv.DictReader(f)).items()}
+
+
+def test_teacher_is_a_second_pixel_target(tmp_path, shared):
+    import pytest
+
+    rgb = ("--channels", "rgb", "--unshuffle", "2")
+    _run(tmp_path / "teacher", 2, shared, *rgb)
+    teacher = str(tmp_path / "teacher" / "model.safetensors")
+    # a student that starts as the teacher (and barely moves) matches it exactly
+    _run(tmp_path / "same", 2, shared, *rgb, "--init", teacher, "--teacher", teacher, "--lr", "1e-12")
+    assert _first_log_row(tmp_path / "same")["teacher"] == pytest.approx(0, abs=1e-6)
+    # a fresh student does not, and the term enters the loss with its weight
+    _run(tmp_path / "fresh", 2, shared, *rgb, "--teacher", teacher, "--teacher-weight", "3")
+    row = _first_log_row(tmp_path / "fresh")
+    assert row["teacher"] > 1e-3
+    assert row["loss"] == pytest.approx(row["pixel"] + 3 * row["teacher"], rel=1e-4)
+    from dcsc_preproc.train import model_card
+
+    assert f"3.0 x the mae to the output of the teacher `{teacher}`" in model_card(
+        tmp_path / "fresh", "student")
+
+
+def test_teacher_of_other_channels_is_refused(tmp_path, shared):
+    import pytest
+
+    _run(tmp_path / "teacher", 2, shared)  # a Y model
+    with pytest.raises(ValueError, match="--teacher .* restores 1-channel images, the model 3"):
+        _run(tmp_path / "student", 2, shared, "--channels", "rgb", "--unshuffle", "2",
+             "--teacher", str(tmp_path / "teacher" / "model.safetensors"))

@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +27,6 @@ import numpy as np
 import torch
 
 from ..export import FixedIterations
-from ..jpeg import jpeg_roundtrip, read_image
 from ..model import DCSC
 from ..zoo import load_model, save_model
 
@@ -37,8 +35,6 @@ _INSTALL = 'pip install "dcsc-preproc[openvino]"'  # openvino and nncf
 #: Files of an export folder: the IR, the torch weights it came from (configuration, parity
 #: reference) and what was done to it.
 XML, WEIGHTS, INFO = "model.xml", "model.safetensors", "dcsc_export.json"
-#: Calibration folders under the data root: training images only (never coco_dev).
-CALIBRATION_DIRS = ("coco_train/images", "bsds500/train")
 
 
 def _require(name: str):
@@ -183,36 +179,6 @@ class OpenVINOBackend:
         return out.permute(0, 3, 1, 2)
 
 
-def calibration_patches(root: str | Path, count: int = 256, size: int = 128,
-                        qualities: Sequence[int] = (10, 20, 30), seed: int = 0,
-                        folders: Sequence[str] = CALIBRATION_DIRS) -> list[np.ndarray]:
-    """``count`` RGB uint8 JPEG patches (``size`` square, on the 16-pixel JPEG grid) from the
-    training folders under ``root``, alternating between folders, at random qualities.
-
-    The patches are cut from the images and then JPEG-compressed, so each is an image a
-    de-blocker sees, not a crop across an image's block grid.
-    """
-    from ..data import list_images
-
-    rng = np.random.default_rng(seed)
-    files = [list_images(Path(root) / f) for f in folders]
-    patches = []
-    for i in range(count):
-        names = files[i % len(files)]
-        image = read_image(names[rng.integers(len(names))])
-        image = np.stack([image] * 3, -1) if image.ndim == 2 else image
-        h, w = image.shape[:2]
-        if min(h, w) < size:
-            continue
-        top = rng.integers((h - size) // 16 + 1) * 16
-        left = rng.integers((w - size) // 16 + 1) * 16
-        patch = np.ascontiguousarray(image[top:top + size, left:left + size])
-        patches.append(jpeg_roundtrip(patch, int(rng.choice(qualities))))
-    if not patches:
-        raise ValueError(f"no calibration images of at least {size}x{size} under {root}")
-    return patches
-
-
 def quantize(model: DCSC, iterations: int, patches: list[np.ndarray]):
     """Post-training INT8 quantisation (NNCF) of ``model`` at R = ``iterations``, calibrated
     on RGB uint8 ``patches``; the residual add stays float. Returns an ``openvino.Model``.
@@ -248,7 +214,7 @@ def export_openvino(model: str | Path | DCSC, folder: str | Path, int8: bool = F
     patches of the training images under ``data``, default
     :func:`~dcsc_preproc.data.data_root`), the weights as ``model.safetensors`` and
     ``dcsc_export.json``. Run it with ``Engine(folder)``."""
-    from ..data import data_root
+    from ..data import CALIBRATION_DIRS, calibration_patches, data_root
 
     ov = _require("openvino")
     folder = Path(folder)
