@@ -164,7 +164,7 @@ def calibration_patches(root: str | Path, count: int = 256, size: int = 128,
     for i in range(count):
         names = files[i % len(files)]
         image = read_image(names[rng.integers(len(names))])
-        image = np.stack([image] * 3, -1) if image.ndim == 2 else image
+        image = _as_rgb(image)
         h, w = image.shape[:2]
         if min(h, w) < size:
             continue
